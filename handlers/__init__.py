@@ -1,0 +1,1 @@
+"""Handler code shipped inside every .mar: pure transforms plus thin TorchServe glue."""

@@ -1,0 +1,150 @@
+"""The shared TorchServe handler: device and precision, per-request isolation, batch bisection.
+
+Lifecycle, as TorchServe drives it:
+  initialize(context)       once per worker: settings, device, verified weights, `setup()`
+  handle(requests, context) once per batch:
+      decode_request(request) -> item      per request; a RequestError fails that request only
+      collate(items) -> batch tensor       CPU; moved to the device here
+      infer(batch) -> batch output         under inference_mode (and autocast if configured)
+      encode_response(row) -> JSON value   per request
+
+If the model raises on a batch, the batch is split in half and each half retried, so a poisoned
+item fails alone (500) and an out-of-memory batch shrinks down to single items (507 at one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+from handlers.architectures import build_module
+from handlers.config import HandlerSettings, parse_settings
+from handlers.errors import InferenceFailed, OutOfResources, RequestError
+from handlers.weights import load_state_dict, read_metadata
+
+log = logging.getLogger(__name__)
+
+OOM_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
+
+
+def select_device(gpu_id: int | None, cuda_available: bool) -> torch.device:
+    """TorchServe assigns `gpu_id` per worker; honour it only when CUDA is really there."""
+    if gpu_id is not None and cuda_available:
+        return torch.device(f"cuda:{int(gpu_id)}")
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use bf16 on CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class BundleHandler(BaseHandler):
+    """Base for the bundle's handlers; subclasses fill in the four per-model steps."""
+
+    settings_class: type[HandlerSettings] = HandlerSettings
+
+    def initialize(self, context) -> None:
+        properties = context.system_properties
+        model_dir = Path(properties["model_dir"])
+        yaml_config = getattr(context, "model_yaml_config", None) or {}
+        self.settings = parse_settings(self.settings_class, yaml_config.get("handler"))
+        self.device = select_device(properties.get("gpu_id"), torch.cuda.is_available())
+        self.autocast()  # fail at load time, not per request, on an impossible precision
+        self.metadata = read_metadata(model_dir)
+        self.model = self.load_model(model_dir).to(self.device).eval()
+        self.setup(model_dir)
+        self.initialized = True
+        log.info("%s ready on %s (%s)", self.metadata["name"], self.device, self.settings.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast_for(self.device, self.settings.precision)
+
+    def load_model(self, model_dir: Path) -> torch.nn.Module:
+        """Build the architecture from metadata and load the sha256-verified state_dict."""
+        module = build_module(self.metadata["architecture"], model_dir)
+        module.load_state_dict(load_state_dict(model_dir, self.metadata))
+        return module
+
+    # ---- the per-model steps -------------------------------------------------------------
+    def setup(self, model_dir: Path) -> None:
+        """Load what else the handler needs from the archive (labels, tokenizer ...)."""
+
+    def decode_request(self, request: dict) -> Any:
+        raise NotImplementedError
+
+    def collate(self, items: list[Any]) -> torch.Tensor:
+        return torch.stack(items)
+
+    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+    def encode_response(self, row: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    # ---- TorchServe entry point ----------------------------------------------------------
+    def handle(self, data: list[dict], context) -> list[Any]:
+        """Answer every request in the batch; failures are confined to their own request."""
+        self.context = context
+        outcomes: dict[int, Any] = {}
+        decoded: dict[int, Any] = {}
+        for idx, request in enumerate(data):
+            try:
+                decoded[idx] = self.decode_request(request)
+            except RequestError as err:
+                outcomes[idx] = err
+            except Exception:  # a bug or an unforeseen input: log it, fail this request only
+                log.exception("decoding request %d failed unexpectedly", idx)
+                outcomes[idx] = InferenceFailed("the input could not be processed; the server log has details")
+        outcomes.update(self.run_isolated(list(decoded), decoded))
+        return [self._respond(context, idx, outcomes[idx]) for idx in range(len(data))]
+
+    def run_isolated(self, indices: list[int], items: dict[int, Any]) -> dict[int, Any]:
+        """Run the model on `indices`; on failure bisect, so only the failing items fail."""
+        if not indices:
+            return {}
+        try:
+            return dict(zip(indices, self._forward([items[i] for i in indices])))
+        except OOM_ERRORS:
+            self._release_cached_memory()
+            if len(indices) == 1:
+                log.error("out of memory on a single item", exc_info=True)
+                return {indices[0]: OutOfResources()}
+        except Exception:
+            if len(indices) == 1:
+                log.exception("inference failed on a single item")
+                return {indices[0]: InferenceFailed()}
+        half = len(indices) // 2
+        log.warning("batch of %d failed; retrying as %d + %d", len(indices), half, len(indices) - half)
+        return {**self.run_isolated(indices[:half], items), **self.run_isolated(indices[half:], items)}
+
+    def _forward(self, items: list[Any]) -> list[Any]:
+        batch = self.collate(items).to(self.device, non_blocking=True)
+        with torch.inference_mode(), self.autocast():
+            output = self.infer(batch)
+        return list(output.float().cpu())
+
+    def _release_cached_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _respond(self, context, idx: int, outcome: Any) -> Any:
+        context.set_response_content_type(idx, "application/json")
+        if isinstance(outcome, RequestError):
+            context.set_response_status(outcome.status_code, HTTPStatus(outcome.status_code).phrase, idx)
+            return outcome.to_body()
+        try:
+            return self.encode_response(outcome)
+        except Exception:
+            log.exception("encoding response %d failed", idx)
+            return self._respond(context, idx, InferenceFailed())

@@ -1,0 +1,59 @@
+"""Typed request errors: each carries the HTTP status and a short machine-readable code.
+
+Handlers raise these for one request; the base handler turns them into that request's status
+and a JSON body `{"error": code, "detail": message}`. Anything else is unexpected: it is logged,
+and the client gets a generic message without internals.
+"""
+
+
+class RequestError(Exception):
+    """One request cannot be answered; the rest of the batch is unaffected."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+    def to_body(self) -> dict:
+        return {"error": self.code, "detail": self.detail}
+
+
+class EmptyPayload(RequestError):
+    code = "empty_payload"
+
+
+class InvalidPayload(RequestError):
+    code = "invalid_payload"
+
+
+class UnsupportedMediaType(RequestError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UndecodableInput(RequestError):
+    status_code = 422
+    code = "undecodable_input"
+
+
+class InferenceFailed(RequestError):
+    status_code = 500
+    code = "inference_failed"
+
+    def __init__(self, detail: str = "the model failed on this input; the server log has details"):
+        super().__init__(detail)
+
+
+class OutOfResources(RequestError):
+    status_code = 507
+    code = "out_of_resources"
+
+    def __init__(self, detail: str = "not enough memory to run this input even alone"):
+        super().__init__(detail)

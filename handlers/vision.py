@@ -1,0 +1,150 @@
+"""Pure image functions: request payload -> encoded bytes -> RGB image -> tensors -> labels.
+
+No TorchServe imports: everything here is unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import Any, Mapping, Sequence
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+from handlers.errors import (
+    EmptyPayload,
+    InvalidPayload,
+    PayloadTooLarge,
+    UndecodableInput,
+    UnsupportedMediaType,
+)
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+SEND_AN_IMAGE = (
+    "send the image bytes with an image or octet-stream Content-Type "
+    "(curl -T photo.jpg, or --data-binary @photo.jpg -H 'Content-Type: image/jpeg'), "
+    "multipart field 'data' (curl -F data=@photo.jpg), or JSON {\"data\": \"<base64>\"}"
+)
+
+
+def extract_image_bytes(request: Mapping[str, Any], max_bytes: int) -> bytes:
+    """Find the encoded image in one TorchServe request dict (`data` or `body`)."""
+    payload = request.get("data")
+    if payload is None:
+        payload = request.get("body")
+    if payload is None:
+        raise UnsupportedMediaType(f"no image in the request body; {SEND_AN_IMAGE}")
+    if isinstance(payload, (bytes, bytearray)):
+        raw = bytes(payload)
+    elif isinstance(payload, Mapping):
+        raw = _base64_field(payload)
+    elif isinstance(payload, str):
+        raw = decode_base64(payload)
+    else:
+        raise InvalidPayload(f"unexpected payload of type {type(payload).__name__}; {SEND_AN_IMAGE}")
+    if not raw:
+        raise EmptyPayload(f"the image is empty; {SEND_AN_IMAGE}")
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"the image is {len(raw)} bytes; the limit is {max_bytes}")
+    return raw
+
+
+def _base64_field(payload: Mapping[str, Any]) -> bytes:
+    value = payload.get("data")
+    if not isinstance(value, str):
+        raise InvalidPayload('JSON input must look like {"data": "<base64-encoded image>"}')
+    return decode_base64(value)
+
+
+def decode_base64(text: str) -> bytes:
+    """Strict base64 (a data: URL prefix is allowed); garbage is a 400, not a silent mess."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidPayload(f"the image is not valid base64: {exc}") from None
+
+
+def decode_image(raw: bytes, max_pixels: int) -> Image.Image:
+    """Decode a photo as cameras and phones make them: first frame, EXIF orientation, RGB."""
+    image = _open_checked(raw, max_pixels)
+    try:
+        image.seek(0)
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UndecodableInput(f"the {image.format} image is corrupt or truncated ({exc})") from None
+    return to_rgb(apply_exif_orientation(image))
+
+
+def _open_checked(raw: bytes, max_pixels: int) -> Image.Image:
+    """Read only the header, so size limits apply before any pixel is decoded."""
+    try:
+        image = Image.open(io.BytesIO(raw))
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"the image has too many pixels: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise UndecodableInput(
+            "the body is not an image this server decodes (JPEG, PNG, WebP, GIF, BMP, TIFF)"
+        ) from None
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(f"{image.format} images are not supported; send JPEG, PNG, WebP, GIF, BMP or TIFF")
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    if min(width, height) < 1:
+        raise UndecodableInput(f"the image has no pixels ({width}x{height})")
+    return image
+
+
+def apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """Rotate as the EXIF Orientation tag says; broken EXIF leaves the image as stored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, ZeroDivisionError):
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode to 8-bit RGB: 16-bit scaled down, transparency composited on white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        image = image.convert("I").point(lambda value: value * (1 / 257)).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def image_to_tensor(image: Image.Image, resize: int, crop: int) -> torch.Tensor:
+    """Resize the shorter side, centre-crop, and return uint8 CHW (normalised later, batched)."""
+    image = F.resize(image, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    image = F.center_crop(image, [crop, crop])
+    return F.pil_to_tensor(image)
+
+
+def normalize_batch(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 NCHW -> float NCHW, scaled to [0, 1] and standardised, in one batched operation."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=batch.device).view(1, -1, 1, 1)
+    return (batch.float() / 255.0 - mean_t) / std_t
+
+
+def top_k_labels(probabilities: torch.Tensor, labels: Sequence[str], k: int) -> dict[str, float]:
+    """{label: probability} for the k most probable classes, highest first.
+
+    A label that repeats (ImageNet has two "crane"s) gets its class index appended, so no
+    entry is lost to a dict key collision.
+    """
+    values, indices = probabilities.topk(min(k, probabilities.numel()))
+    result: dict[str, float] = {}
+    for value, index in zip(values.tolist(), indices.tolist()):
+        label = labels[index] if index < len(labels) else str(index)
+        if label in result:
+            label = f"{label} ({index})"
+        result[label] = round(value, 6)
+    return result

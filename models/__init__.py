@@ -1,0 +1,1 @@
+"""What each servable model IS: architecture, weights source, labels, preprocessing defaults."""

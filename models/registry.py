@@ -1,0 +1,101 @@
+"""Model name -> everything needed to export and archive it. One table; read it top to bottom.
+
+Add a model by adding a ModelSpec here and a models/configs/<name>.yaml beside it.
+Your own nn.Module needs no entry: see `custom_spec` (make archive-custom).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from handlers.weights import read_state_dict
+from models import efficientnet_lite, torchvision_zoo
+from models.imagenet import imagenet_labels
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+IMAGE_HANDLER = "handlers/image_classifier.py"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    architecture: dict
+    """handlers.architectures spec: how the handler rebuilds the module inside the archive."""
+    source: str
+    """Where the pretrained weights come from, recorded in the metadata."""
+    pretrained: Callable[[], dict[str, torch.Tensor]]
+    labels: Callable[[], list[str]]
+    handler: str = IMAGE_HANDLER
+    config: Path | None = None
+    """model-config.yaml for the archive; defaults to models/configs/<name>.yaml."""
+    extra_files: tuple[Path, ...] = field(default=())
+    """Files the handler needs next to the weights (a custom model's source file)."""
+
+    @property
+    def config_path(self) -> Path:
+        return self.config or CONFIG_DIR / f"{self.name}.yaml"
+
+
+def _torchvision(name: str) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        architecture=torchvision_zoo.architecture(name),
+        source=torchvision_zoo.source(name),
+        pretrained=lambda: torchvision_zoo.pretrained_state_dict(name),
+        labels=imagenet_labels,
+    )
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "efficientnet_lite0": ModelSpec(
+        name="efficientnet_lite0",
+        architecture=efficientnet_lite.ARCHITECTURE,
+        source=efficientnet_lite.SOURCE,
+        pretrained=efficientnet_lite.pretrained_state_dict,
+        labels=imagenet_labels,
+    ),
+    "resnet18": _torchvision("resnet18"),
+    "resnet50": _torchvision("resnet50"),
+}
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered: {sorted(REGISTRY)}") from None
+
+
+def custom_spec(
+    name: str,
+    module_file: Path,
+    class_name: str,
+    state_dict: Path,
+    labels_file: Path | None = None,
+    config: Path | None = None,
+) -> ModelSpec:
+    """Your own nn.Module file plus its state_dict (.pth saved from model.state_dict(), or safetensors)."""
+    module_file = Path(module_file)
+    return ModelSpec(
+        name=name,
+        architecture={"library": "file", "file": module_file.name, "class": class_name, "kwargs": {}},
+        source=f"custom: {module_file.name}:{class_name} with {Path(state_dict).name}",
+        pretrained=lambda: read_state_dict(Path(state_dict)),
+        labels=lambda: read_labels(labels_file) if labels_file else [],
+        config=Path(config) if config else CONFIG_DIR / "custom_image.yaml",
+        extra_files=(module_file,),
+    )
+
+
+def read_labels(path: Path) -> list[str]:
+    """A JSON list, or a text file with one label per line."""
+    text = Path(path).read_text()
+    if Path(path).suffix == ".json":
+        return [str(label) for label in json.loads(text)]
+    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -1,0 +1,122 @@
+"""Export a model's weights as a state_dict (safetensors) plus metadata.json and labels.json.
+
+    python -m scripts.export_weights efficientnet_lite0              # packaged ImageNet weights
+    python -m scripts.export_weights resnet50 --pretrained           # downloads (online only)
+    python -m scripts.export_weights resnet18 --random-init          # untrained, for smoke tests
+    python -m scripts.export_weights mynet --module-file net.py --class-name Net --state-dict net.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from handlers.architectures import build_module
+from handlers.weights import METADATA_FILE, sha256_file
+from models.registry import DEFAULT_MODEL, ModelSpec, custom_spec, get_spec
+
+WEIGHTS_FILE = "model.safetensors"
+LABELS_FILE = "labels.json"
+DEFAULT_OUT = Path("build/weights")
+
+
+def export(spec: ModelSpec, out_dir: Path, random_init: bool = False) -> Path:
+    """Write <out_dir>/<name>/{model.safetensors, metadata.json, labels.json}; return the folder."""
+    folder = out_dir / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    state = random_state_dict(spec) if random_init else spec.pretrained()
+    module = build_module(spec.architecture, _source_dir(spec))
+    module.load_state_dict(state)  # proves the weights fit the architecture before shipping them
+    tensors = {key: tensor.contiguous() for key, tensor in module.state_dict().items()}
+    save_file(tensors, str(folder / WEIGHTS_FILE))
+    labels = spec.labels()
+    (folder / LABELS_FILE).write_text(json.dumps(labels, indent=0))
+    for extra in spec.extra_files:  # e.g. a custom model's source file, which the handler imports
+        shutil.copyfile(extra, folder / extra.name)
+    metadata = build_metadata(spec, folder / WEIGHTS_FILE, module, random_init, len(labels))
+    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    return folder
+
+
+def random_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return build_module(spec.architecture, _source_dir(spec)).state_dict()
+
+
+def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, random_init: bool, num_labels: int) -> dict:
+    import torchvision
+
+    parameters = sum(p.numel() for p in module.parameters())
+    return {
+        "name": spec.name,
+        "architecture": spec.architecture,
+        "source": "random init (seed 0)" if random_init else spec.source,
+        "weights_file": weights.name,
+        "format": "safetensors",
+        "sha256": sha256_file(weights),
+        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__},
+        "parameters": parameters,
+        "size_mb": round(weights.stat().st_size / 2**20, 2),
+        "num_labels": num_labels,
+        "input": input_spec(spec.config_path),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def input_spec(config_path: Path) -> dict:
+    """What the model expects, read from the handler section of its model-config.yaml."""
+    handler = (yaml.safe_load(config_path.read_text()) or {}).get("handler", {})
+    crop = handler.get("crop", 224)
+    return {
+        "encoding": "image bytes (JPEG, PNG, WebP, GIF, BMP, TIFF) or base64 JSON",
+        "tensor": {"shape": [3, crop, crop], "dtype": "float32", "layout": "NCHW"},
+        "preprocessing": {k: handler[k] for k in ("resize", "crop", "mean", "std") if k in handler},
+    }
+
+
+def _source_dir(spec: ModelSpec) -> Path:
+    return spec.extra_files[0].parent if spec.extra_files else Path(".")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", default=[DEFAULT_MODEL], help="registered model names")
+    init = parser.add_mutually_exclusive_group()
+    init.add_argument("--pretrained", action="store_true", help="pretrained weights (the default)")
+    init.add_argument("--random-init", action="store_true", help="untrained weights, seed 0")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    custom = parser.add_argument_group("your own model (one name)")
+    custom.add_argument("--module-file", type=Path, help="Python file defining the nn.Module")
+    custom.add_argument("--class-name", help="the nn.Module subclass in that file")
+    custom.add_argument("--state-dict", type=Path, help="its state_dict (.pth or .safetensors)")
+    custom.add_argument("--labels", type=Path, help="labels: JSON list or one per line")
+    custom.add_argument("--config", type=Path, help="model-config.yaml (default models/configs/custom_image.yaml)")
+    args = parser.parse_args(argv)
+    try:
+        for spec in _specs(args):
+            folder = export(spec, args.out, args.random_init)
+            print(f"exported {spec.name} -> {folder}")
+    except Exception as exc:  # a CLI: one clear line instead of a traceback
+        print(f"export_weights: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _specs(args: argparse.Namespace) -> list[ModelSpec]:
+    if args.module_file:
+        if not (args.class_name and args.state_dict and len(args.names) == 1):
+            raise ValueError("--module-file needs --class-name, --state-dict and exactly one model name")
+        return [custom_spec(args.names[0], args.module_file, args.class_name, args.state_dict, args.labels, args.config)]
+    return [get_spec(name) for name in args.names]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

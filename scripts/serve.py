@@ -1,0 +1,91 @@
+"""Run TorchServe in the foreground with a chosen config, and stop it cleanly on Ctrl-C/SIGTERM.
+
+    python -m scripts.serve                       # config.properties, model-store/
+    python -m scripts.serve --config other.properties --model-store /models
+
+TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
+a pid file in $TMPDIR that a second server would trip over. This wrapper gives the launcher a
+private $TMPDIR (--run-dir), starts it in its own process group, forwards SIGINT/SIGTERM to the
+whole group and waits until Java has exited. Snapshots are off (--ncs): the config is the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STOP_TIMEOUT_S = 60
+
+
+def torchserve_command(config: Path, model_store: Path, models: list[str]) -> list[str]:
+    launcher = Path(sys.executable).with_name("torchserve")
+    command = [str(launcher), "--start", "--foreground", "--ncs", "--ts-config", str(config), "--model-store", str(model_store)]
+    return command + (["--models", *models] if models else [])
+
+
+def check_java() -> None:
+    if shutil.which("java", path=_java_path()) is None:
+        sys.exit("serve: Java 17+ is required by TorchServe and was not found. "
+                 "Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME).")
+
+
+def _java_path() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    return os.pathsep.join(filter(None, [java_home and f"{java_home}/bin", os.environ.get("PATH", "")]))
+
+
+def run(command: list[str], run_dir: Path) -> int:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(run_dir.resolve())}
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def forward(signum, _frame):
+        _signal_group(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = process.wait()
+    _wait_for_group_exit(process.pid)
+    return code
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_for_group_exit(pgid: int) -> None:
+    """The launcher can exit before Java finishes its shutdown; wait for the whole group."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=Path("config.properties"))
+    parser.add_argument("--model-store", type=Path, default=Path("model-store"))
+    parser.add_argument("--models", nargs="*", default=[], help="override load_models, e.g. name=name.mar")
+    parser.add_argument("--run-dir", type=Path, default=Path("logs/run"), help="private $TMPDIR for the launcher's pid file")
+    args = parser.parse_args(argv)
+    check_java()
+    if not args.model_store.is_dir():
+        sys.exit(f"serve: model store {args.model_store} does not exist; run `make archive` first")
+    return run(torchserve_command(args.config, args.model_store, args.models), args.run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
