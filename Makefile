@@ -1,0 +1,59 @@
+# TorchServe bundle. `make serve` and `make test` work from a fresh clone.
+PYTHON      ?= python3.11
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+MODELS      ?= efficientnet_lite0
+WEIGHTS_DIR ?= build/weights
+MODEL_STORE ?= model-store
+CONFIG      ?= config.properties
+PYTEST_ARGS ?=
+STAMP       := $(VENV)/.installed
+HANDLER_SRC := $(wildcard handlers/*.py)
+
+.PHONY: help install weights archive archive-custom serve stop test clean
+
+help:  ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install pinned dependencies (checks Java 17+)
+
+$(STAMP): pyproject.toml
+	@scripts/check_java.sh
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[test]"
+	@touch $@
+
+weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadata for MODELS
+
+$(WEIGHTS_DIR)/%/metadata.json: $(STAMP) models/configs/%.yaml
+	$(PY) -m scripts.export_weights $* --out $(WEIGHTS_DIR)
+
+archive: $(MODELS:%=$(MODEL_STORE)/%.mar)  ## build model-store/<model>.mar for MODELS
+
+$(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json models/configs/%.yaml $(HANDLER_SRC)
+	$(PY) -m scripts.build_archives $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE)
+
+# Your own model: make archive-custom NAME=mynet MODEL_FILE=net.py MODEL_CLASS=Net STATE_DICT=net.pth \
+#                                      [LABELS=labels.txt] [MODEL_CONFIG=my-model-config.yaml]
+archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see README)
+	@test -n "$(NAME)" -a -n "$(MODEL_FILE)" -a -n "$(MODEL_CLASS)" -a -n "$(STATE_DICT)" || \
+	  { echo "usage: make archive-custom NAME=.. MODEL_FILE=.. MODEL_CLASS=.. STATE_DICT=.. [LABELS=..] [MODEL_CONFIG=..]"; exit 2; }
+	$(PY) -m scripts.export_weights $(NAME) --out $(WEIGHTS_DIR) --module-file $(MODEL_FILE) \
+	  --class-name $(MODEL_CLASS) --state-dict $(STATE_DICT) $(if $(LABELS),--labels $(LABELS)) $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
+	$(PY) -m scripts.build_archives $(NAME) --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE) \
+	  $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
+
+serve: archive  ## run TorchServe in the foreground (Ctrl-C stops it)
+	$(PY) -m scripts.serve --config $(CONFIG) --model-store $(MODEL_STORE)
+
+stop:  ## stop a TorchServe started by `make serve` in another terminal
+	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
+
+# pytest exits 5 when a selection (e.g. PYTEST_ARGS="-m gpu") collects no tests: not a failure.
+test: $(STAMP)  ## run the whole test suite (unit, handler, integration)
+	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+clean:  ## remove build outputs, archives and logs (keeps .venv)
+	rm -rf build $(MODEL_STORE) logs key_file.json .pytest_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
