@@ -26,6 +26,7 @@ from ts.torch_handler.base_handler import BaseHandler
 from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
 from handlers.errors import InferenceFailed, OutOfResources, RequestError
+from handlers.metrics import StageTimer, report_batch
 from handlers.weights import load_state_dict, read_metadata
 
 log = logging.getLogger(__name__)
@@ -96,18 +97,30 @@ class BundleHandler(BaseHandler):
     def handle(self, data: list[dict], context) -> list[Any]:
         """Answer every request in the batch; failures are confined to their own request."""
         self.context = context
-        outcomes: dict[int, Any] = {}
+        timer = StageTimer()
+        with timer("Preprocess"):
+            decoded, outcomes = self._decode_all(data)
+        with timer("Inference"):
+            outcomes.update(self.run_isolated(list(decoded), decoded))
+        with timer("Postprocess"):
+            responses = [self._respond(context, idx, outcomes[idx]) for idx in range(len(data))]
+        errors = [o.code for o in outcomes.values() if isinstance(o, RequestError)]
+        report_batch(getattr(context, "metrics", None), timer.ms, len(data), errors)
+        return responses
+
+    def _decode_all(self, data: list[dict]) -> tuple[dict[int, Any], dict[int, Any]]:
+        """Decode each request on its own: (decoded items, errors) keyed by batch index."""
         decoded: dict[int, Any] = {}
+        failed: dict[int, Any] = {}
         for idx, request in enumerate(data):
             try:
                 decoded[idx] = self.decode_request(request)
             except RequestError as err:
-                outcomes[idx] = err
+                failed[idx] = err
             except Exception:  # a bug or an unforeseen input: log it, fail this request only
                 log.exception("decoding request %d failed unexpectedly", idx)
-                outcomes[idx] = InferenceFailed("the input could not be processed; the server log has details")
-        outcomes.update(self.run_isolated(list(decoded), decoded))
-        return [self._respond(context, idx, outcomes[idx]) for idx in range(len(data))]
+                failed[idx] = InferenceFailed("the input could not be processed; the server log has details")
+        return decoded, failed
 
     def run_isolated(self, indices: list[int], items: dict[int, Any]) -> dict[int, Any]:
         """Run the model on `indices`; on failure bisect, so only the failing items fail."""

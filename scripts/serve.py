@@ -45,13 +45,18 @@ def run(command: list[str], run_dir: Path) -> int:
     env = {**os.environ, "TMPDIR": str(run_dir.resolve())}
     process = subprocess.Popen(command, env=env, start_new_session=True)
 
+    stop_requested = []
+
     def forward(signum, _frame):
+        stop_requested.append(signum)
         _signal_group(process.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     code = process.wait()
-    _wait_for_group_exit(process.pid)
+    clean_exit = _wait_for_group_exit(process.pid)
+    if stop_requested:  # the launcher dies of the forwarded SIGTERM; Java's clean exit is what counts
+        return 0 if clean_exit else 1
     return code
 
 
@@ -62,16 +67,20 @@ def _signal_group(pgid: int, signum: int) -> None:
         pass
 
 
-def _wait_for_group_exit(pgid: int) -> None:
-    """The launcher can exit before Java finishes its shutdown; wait for the whole group."""
+def _wait_for_group_exit(pgid: int) -> bool:
+    """The launcher can exit before Java finishes its shutdown; wait for the whole group.
+
+    Returns False when it had to be killed after STOP_TIMEOUT_S.
+    """
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            return
+            return True
         time.sleep(0.2)
     _signal_group(pgid, signal.SIGKILL)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,62 @@
+"""Session fixtures: real archives built from the real weights, and one real TorchServe."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from models.registry import get_spec
+from scripts.build_archives import build_archive
+from scripts.export_weights import export
+from tests.integration.server import TorchServe
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory) -> Path:
+    """efficientnet_lite0.mar (version 1.0) and efficientnet_lite0_v2.mar (the same model, 2.0)."""
+    root = tmp_path_factory.mktemp("archives")
+    weights = export(get_spec("efficientnet_lite0"), root / "weights").parent
+    store = root / "model-store"
+    build_archive("efficientnet_lite0", weights, store, version="1.0")
+    v2 = build_archive("efficientnet_lite0", weights, root / "v2", version="2.0")
+    shutil.copyfile(v2, store / "efficientnet_lite0_v2.mar")
+    return store
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, model_store) -> TorchServe:
+    ts = TorchServe.start(tmp_path_factory.mktemp("server"), model_store, "efficientnet_lite0=efficientnet_lite0.mar")
+    yield ts
+    assert ts.stop() == 0
+
+
+def encode(image: Image.Image, fmt: str, **save_args) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def chelsea() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.chelsea())
+
+
+@pytest.fixture(scope="session")
+def coffee() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.coffee())
