@@ -1,0 +1,54 @@
+"""The README's curl recipes, run as written against the test server (only host:port differ)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.integration.server import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def shell_commands(readme: str) -> list[str]:
+    """Commands from ```bash blocks, with backslash continuations joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    joined = "\n".join(blocks).replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith("curl")]
+
+
+def recipes(path_fragment: str) -> list[str]:
+    return [c for c in shell_commands(README) if path_fragment in c]
+
+
+def run(command: str, server, env: dict[str, str]) -> str:
+    for name, url in server.urls.items():
+        port = {"inference": "8080", "management": "8081", "metrics": "8082"}[name]
+        command = command.replace(f"http://127.0.0.1:{port}", url)
+    result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def env(server):
+    return {**os.environ, "INF": server.keys["inference"], "MGMT": server.keys["management"]}
+
+
+def test_quickstart_curl_gives_a_cat(server, env):
+    quickstart = recipes("samples/cat.jpg")[0]  # the first one in the README
+    labels = json.loads(run(quickstart, server, env))
+    assert next(iter(labels)) in {"tabby", "tiger cat", "Egyptian cat"}
+
+
+@pytest.mark.parametrize("command", [c for c in recipes("/predictions/efficientnet_lite0") if "coffee.jpg" in c])
+def test_every_coffee_recipe_gives_espresso(server, env, command):
+    assert next(iter(json.loads(run(command, server, env)))) == "espresso"
+
+
+def test_there_are_four_coffee_recipes():
+    assert len([c for c in recipes("/predictions/efficientnet_lite0") if "coffee.jpg" in c]) == 4
