@@ -111,7 +111,7 @@ def apply_exif_orientation(image: Image.Image) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any mode to 8-bit RGB: 16-bit scaled down, transparency composited on white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
         image = image.convert("I").point(lambda value: value * (1 / 257)).convert("L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
@@ -137,8 +137,8 @@ def normalize_batch(batch: torch.Tensor, mean: Sequence[float], std: Sequence[fl
 def top_k_labels(probabilities: torch.Tensor, labels: Sequence[str], k: int) -> dict[str, float]:
     """{label: probability} for the k most probable classes, highest first.
 
-    A label that repeats (ImageNet has two "crane"s) gets its class index appended, so no
-    entry is lost to a dict key collision.
+    A label that repeats in a user's label file gets its class index appended, so no entry is
+    lost to a dict key collision.
     """
     values, indices = probabilities.topk(min(k, probabilities.numel()))
     result: dict[str, float] = {}

@@ -6,7 +6,7 @@ from collections import Counter
 
 
 def imagenet_labels() -> list[str]:
-    """The 1,000 class names in index order, each unique (ImageNet repeats "crane", "maillot")."""
+    """The 1,000 class names in index order, guaranteed unique (they key the response object)."""
     from torchvision.models import ResNet50_Weights
 
     return unique_labels(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])

@@ -1,0 +1,164 @@
+"""ImageClassifier on the real EfficientNet-Lite0 archive: real photos in, ImageNet labels out."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+
+import pytest
+import yaml
+from PIL import Image
+
+from handlers.image_classifier import ImageClassifier
+from handlers.weights import WeightsError
+from models.registry import get_spec
+
+pytestmark = pytest.mark.handler
+
+CATS = {"tabby", "tiger cat", "Egyptian cat"}
+ORIENTATION = 0x0112
+
+
+def top1(reply) -> str:
+    assert reply.status == 200, reply.body
+    return next(iter(reply.body))
+
+
+def rotated_with_exif(image: Image.Image, encode) -> bytes:
+    """Pixels stored turned 90 degrees clockwise; Orientation=8 tells the reader to turn them back."""
+    exif = Image.Exif()
+    exif[ORIENTATION] = 8
+    return encode(image.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=92, exif=exif.tobytes())
+
+
+def test_initialize_reads_the_archive(classifier, model_dir):
+    assert classifier.initialized
+    assert classifier.metadata["name"] == "efficientnet_lite0"
+    assert classifier.device.type == "cpu"  # gpu_id None
+    assert len(classifier.labels) == 1000
+    assert classifier.settings.topk == 5 and classifier.settings.crop == 224
+    assert not classifier.model.training
+
+
+def test_chelsea_is_a_cat(classifier, classifier_context, serve, chelsea, encode):
+    (reply,) = serve(classifier, classifier_context, [{"body": bytearray(encode(chelsea, "JPEG"))}])
+    assert top1(reply) in CATS
+    assert reply.content_type == "application/json"
+    assert len(reply.body) == 5
+    probabilities = list(reply.body.values())
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+
+
+def test_coffee_is_espresso(classifier, classifier_context, serve, coffee, encode):
+    (reply,) = serve(classifier, classifier_context, [{"data": bytearray(encode(coffee, "PNG"))}])
+    assert top1(reply) == "espresso"
+
+
+def test_same_label_across_encodings(classifier, classifier_context, serve, chelsea, encode):
+    variants = {
+        "png": encode(chelsea, "PNG"),
+        "jpeg": encode(chelsea, "JPEG", quality=85),
+        "rgba-png": encode(chelsea.convert("RGBA"), "PNG"),
+        "exif-rotated-jpeg": rotated_with_exif(chelsea, encode),
+        "webp": encode(chelsea, "WEBP", quality=90),
+    }
+    requests = [{"body": bytearray(raw)} for raw in variants.values()]
+    requests.append({"body": {"data": base64.b64encode(variants["png"]).decode()}})  # JSON base64
+    labels = [top1(reply) for reply in serve(classifier, classifier_context, requests)]
+    assert labels[0] in CATS
+    assert labels == [labels[0]] * len(requests), dict(zip([*variants, "json-base64"], labels))
+
+
+def test_exif_rotation_matters(classifier, classifier_context, serve, chelsea, encode):
+    """Guard for the test above: stripped of its EXIF, the rotated photo is a different input."""
+    stored = chelsea.transpose(Image.Transpose.ROTATE_270)
+    upright, sideways = serve(
+        classifier, classifier_context,
+        [{"body": bytearray(rotated_with_exif(chelsea, encode))}, {"body": bytearray(encode(stored, "JPEG", quality=92))}],
+    )
+    assert upright.body != sideways.body
+
+
+def test_mixed_batch_fails_only_the_bad_items(classifier, classifier_context, serve, chelsea, coffee, encode):
+    requests = [
+        {"body": bytearray(encode(chelsea, "JPEG"))},
+        {"body": bytearray(b"<html>not an image</html>")},
+        {"data": bytearray(encode(coffee, "JPEG"))},
+        {},
+    ]
+    replies = serve(classifier, classifier_context, requests)
+    assert [reply.status for reply in replies] == [200, 422, 200, 415]
+    assert top1(replies[0]) in CATS and top1(replies[2]) == "espresso"
+    assert replies[1].body["error"] == "undecodable_input"
+    assert replies[3].body["error"] == "unsupported_media_type"
+    assert set(replies[3].body) == {"error", "detail"}
+    assert {reply.content_type for reply in replies} == {"application/json"}
+
+
+def test_batch_results_do_not_depend_on_batch_company(classifier, classifier_context, serve, chelsea, coffee, encode):
+    alone = serve(classifier, classifier_context, [{"body": bytearray(encode(coffee, "PNG"))}])[0].body
+    together = serve(
+        classifier, classifier_context,
+        [{"body": bytearray(encode(chelsea, "PNG"))}, {"body": bytearray(encode(coffee, "PNG"))}],
+    )[1].body
+    assert list(alone) == list(together)
+    assert list(alone.values()) == pytest.approx(list(together.values()), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "request_dict, status, code",
+    [
+        ({"body": bytearray()}, 400, "empty_payload"),
+        ({"body": "%%% not base64"}, 400, "invalid_payload"),
+        ({"body": {"image": "x"}}, 400, "invalid_payload"),
+        ({"body": bytearray(b"\xff\xd8\xff\xe0 truncated jpeg")}, 422, "undecodable_input"),
+        ({}, 415, "unsupported_media_type"),
+    ],
+)
+def test_single_bad_request(classifier, classifier_context, serve, request_dict, status, code):
+    (reply,) = serve(classifier, classifier_context, [request_dict])
+    assert (reply.status, reply.body["error"]) == (status, code)
+    assert reply.body["detail"]
+
+
+def test_empty_batch(classifier, classifier_context, serve):
+    assert serve(classifier, classifier_context, []) == []
+
+
+# ---- load-time failures ---------------------------------------------------------------------
+def config_with(handler_section: dict) -> dict:
+    config = yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text())
+    config["handler"] = {**config["handler"], **handler_section}
+    return config
+
+
+def test_unknown_setting_fails_initialize_by_name(make_context, model_dir):
+    context = make_context(model_dir, config_with({"tpok": 3}))
+    with pytest.raises(ValueError, match="'tpok'"):
+        ImageClassifier().initialize(context)
+
+
+def test_fp16_on_cpu_fails_initialize(make_context, model_dir):
+    context = make_context(model_dir, config_with({"precision": "fp16"}))
+    with pytest.raises(ValueError, match="fp16"):
+        ImageClassifier().initialize(context)
+
+
+def test_tampered_weights_fail_initialize(make_context, model_dir, tmp_path):
+    tampered = tmp_path / "model_dir"
+    shutil.copytree(model_dir, tampered)
+    weights = tampered / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        ImageClassifier().initialize(make_context(tampered))
+
+
+def test_topk_setting_applies(make_context, model_dir, serve, chelsea, encode):
+    handler = ImageClassifier()
+    context = make_context(model_dir, config_with({"topk": 2, "precision": "bf16"}))
+    handler.initialize(context)
+    (reply,) = serve(handler, context, [{"body": bytearray(encode(chelsea, "JPEG"))}])
+    assert len(reply.body) == 2
+    assert top1(reply) in CATS  # bf16 autocast on CPU keeps the answer

@@ -1,0 +1,72 @@
+"""scripts.export_weights main(): one clear line and exit status 1 when it cannot export."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+
+import pytest
+import torch
+
+from scripts.export_weights import main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No cached torchvision weights and no network, whatever this machine has."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def refuse(url, *args, **kwargs):
+        raise urllib.error.URLError(f"offline test: {url} not fetched")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+def test_pretrained_torchvision_offline_fails_clearly(offline, tmp_path, capsys):
+    assert main(["resnet18", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("export_weights: cannot download ResNet18_Weights")
+    assert "--random-init" in err and "resnet18-f37072fd.pth" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "resnet18" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["no_such_model"], "unknown model 'no_such_model'"),
+        (["mynet", "--module-file", "net.py"], "--module-file needs --class-name"),
+        (["a", "b", "--module-file", "net.py", "--class-name", "Net", "--state-dict", "n.pth"], "exactly one model name"),
+    ],
+)
+def test_bad_arguments_fail_with_one_line(argv, message, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_custom_model_exports(tmp_path, capsys):
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(2, 3)\n"
+        "    def forward(self, x):\n        return self.fc(x)\n"
+    )
+    torch.save({"fc.weight": torch.ones(3, 2), "fc.bias": torch.zeros(3)}, tmp_path / "net.pth")
+    argv = ["mynet", "--module-file", str(tmp_path / "net.py"), "--class-name", "Net",
+            "--state-dict", str(tmp_path / "net.pth"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert "exported mynet" in capsys.readouterr().out
+    folder = tmp_path / "out" / "mynet"
+    assert {p.name for p in folder.iterdir()} == {"model.safetensors", "metadata.json", "labels.json", "net.py"}
+    assert json.loads((folder / "metadata.json").read_text())["parameters"] == 9
+
+
+def test_custom_state_dict_that_does_not_fit_fails(tmp_path, capsys):
+    (tmp_path / "net.py").write_text("from torch import nn\n\nclass Net(nn.Linear):\n    def __init__(self):\n        super().__init__(2, 3)\n")
+    torch.save({"weight": torch.ones(5, 2), "bias": torch.zeros(5)}, tmp_path / "net.pth")
+    argv = ["mynet", "--module-file", str(tmp_path / "net.py"), "--class-name", "Net",
+            "--state-dict", str(tmp_path / "net.pth"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 1
+    assert "size mismatch" in capsys.readouterr().err
