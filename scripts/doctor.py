@@ -1,0 +1,136 @@
+"""Installation check: what serving needs, each failure with the fix.
+
+    python -m scripts.doctor                  # exit 1 when a required check fails
+    python -m scripts.doctor --config docker/config.properties
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PINNED = ("torch", "torchvision", "torchserve", "torch-model-archiver", "torch-workflow-archiver")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def pinned_versions(pyproject: Path) -> dict[str, str]:
+    """name -> version for the `name==version` pins in pyproject.toml's dependencies."""
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    pins = (re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^;\s]+)", dep) for dep in dependencies)
+    return {m.group(1).lower(): m.group(2) for m in pins if m}
+
+
+def java_major(version_output: str) -> int | None:
+    """17 from 'openjdk version "17.0.15" 2025-04-15' (and 8 from '"1.8.0_392"')."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def listen_addresses(config_text: str) -> dict[str, tuple[str, int]]:
+    """inference/management/metrics -> (host, port) from a config.properties text."""
+    found = {}
+    for name, host, port in re.findall(r"^(\w+)_address=https?://([^:/\s]+):(\d+)", config_text, flags=re.M):
+        found[name] = (host, int(port))
+    return found
+
+
+def cpu_flags(cpuinfo_text: str) -> set[str]:
+    match = re.search(r"^flags\s*:(.*)$", cpuinfo_text, flags=re.M)
+    return set(match.group(1).split()) & set(CPU_FLAGS) if match else set()
+
+
+def check_versions() -> list[Check]:
+    checks = []
+    for name, wanted in pinned_versions(REPO / "pyproject.toml").items():
+        if name not in PINNED:
+            continue
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            have = None
+        ok = have is not None and have.split("+")[0] == wanted
+        checks.append(Check(name, ok, have or "not installed", f"make install (pyproject.toml pins {name}=={wanted})"))
+    return checks
+
+
+def check_java() -> Check:
+    java = shutil.which("java", path=os.pathsep.join(filter(None, [os.environ.get("JAVA_HOME", "") + "/bin", os.environ.get("PATH")])))
+    fix = "install Java 17+ (Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME"
+    if not java:
+        return Check("java", False, "not found", fix)
+    output = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    major = java_major(output)
+    return Check("java", bool(major and major >= 17), output.splitlines()[0] if output else "?", fix)
+
+
+def check_cuda() -> Check:
+    import torch
+
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+        return Check("cuda", True, f"no GPU visible (torch is a {build}); workers run on CPU", required=False)
+    gpus = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+    names = ", ".join(f"{g.name} {g.total_memory / 2**30:.0f} GiB" for g in gpus)
+    return Check("cuda", True, f"{len(gpus)} GPU(s): {names}", required=False)
+
+
+def check_cpu() -> Check:
+    import torch
+
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = ", ".join(sorted(cpu_flags(text))) or "none detected"
+    detail = f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}, ISA {torch.backends.cpu.get_cpu_capability()}; flags: {flags}"
+    return Check("cpu", True, detail, required=False)
+
+
+def check_ports(config: Path) -> list[Check]:
+    checks = []
+    for name, (host, port) in listen_addresses(config.read_text()).items():
+        with socket.socket() as sock:
+            free = sock.connect_ex(("127.0.0.1" if host == "0.0.0.0" else host, port)) != 0
+        checks.append(Check(f"port {port} ({name})", free, "free" if free else "in use",
+                            "stop the other server (make stop) or change the address in " + config.name))
+    return checks
+
+
+def run_checks(config: Path) -> list[Check]:
+    return [*check_versions(), check_java(), check_cuda(), check_cpu(), *check_ports(config)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "config.properties")
+    args = parser.parse_args(argv)
+    checks = run_checks(args.config)
+    for check in checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        print(f"[{mark}] {check.name:<28} {check.detail}")
+        if not check.ok:
+            print(f"       fix: {check.fix}")
+    return 0 if all(c.ok or not c.required for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""scripts/doctor.py: the parsing behind each check, and the live run on this machine."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from scripts import doctor
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("output", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15', 17),
+        ('openjdk version "21" 2023-09-19', 21),
+        ('java version "1.8.0_392"', 8),
+        ("command not found", None),
+    ],
+)
+def test_java_major(output, major):
+    assert doctor.java_major(output) == major
+
+
+def test_listen_addresses():
+    text = "inference_address=http://0.0.0.0:8080\nmanagement_address=http://127.0.0.1:8081\n# metrics_address=http://x:1\n"
+    assert doctor.listen_addresses(text) == {"inference": ("0.0.0.0", 8080), "management": ("127.0.0.1", 8081)}
+
+
+def test_cpu_flags_keeps_only_the_interesting_ones():
+    assert doctor.cpu_flags("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n") == {"avx2", "avx512f", "avx512_bf16", "amx_tile"}
+    assert doctor.cpu_flags("no flags line") == set()
+
+
+def test_pinned_versions_match_pyproject():
+    pins = doctor.pinned_versions(doctor.REPO / "pyproject.toml")
+    assert pins["torch"] == "2.14.1"
+    assert pins["torchserve"] == "0.12.0"
+
+
+def test_a_taken_port_fails_with_a_fix(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        config = tmp_path / "config.properties"
+        config.write_text(f"inference_address=http://127.0.0.1:{port}\n")
+        (check,) = doctor.check_ports(config)
+    assert not check.ok and "make stop" in check.fix
+
+
+def test_this_machine_passes_the_required_checks(tmp_path):
+    config = tmp_path / "config.properties"
+    config.write_text("")  # ports are covered above; the suite's own servers may hold the defaults
+    failed = [c for c in doctor.run_checks(config) if c.required and not c.ok]
+    assert failed == []
