@@ -2,11 +2,17 @@
 
     python -m scripts.serve                       # config.properties, model-store/
     python -m scripts.serve --config other.properties --model-store /models
+    python -m scripts.serve --log-dir /state --snapshots      # the container (docker/entrypoint.sh)
 
 TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
 a pid file in $TMPDIR that a second server would trip over. This wrapper gives the launcher a
 private $TMPDIR (--run-dir), starts it in its own process group, forwards SIGINT/SIGTERM to the
 whole group and waits until Java has exited. Snapshots are off (--ncs): the config is the truth.
+
+With --snapshots TorchServe saves snapshots in <log-dir>/config (its LOG_LOCATION; nothing else
+chooses that folder), and the next start resumes the model set (models, versions, workers) of
+the newest one. The server settings still come from --config: TorchServe's own resume, which
+happens only when it is given no config at all, would take every setting from the old snapshot.
 """
 
 from __future__ import annotations
@@ -23,10 +29,29 @@ from pathlib import Path
 STOP_TIMEOUT_S = 60
 
 
-def torchserve_command(config: Path, model_store: Path, models: list[str]) -> list[str]:
+def torchserve_command(config: Path, model_store: Path, models: list[str], snapshots: bool = False) -> list[str]:
     launcher = Path(sys.executable).with_name("torchserve")
-    command = [str(launcher), "--start", "--foreground", "--ncs", "--ts-config", str(config), "--model-store", str(model_store)]
+    command = [str(launcher), "--start", "--foreground", *([] if snapshots else ["--ncs"]),
+               "--ts-config", str(config), "--model-store", str(model_store)]
     return command + (["--models", *models] if models else [])
+
+
+def resume_config(config: Path, snapshot_dir: Path, run_dir: Path) -> Path:
+    """`config` plus the model_snapshot line of the newest snapshot in snapshot_dir, if any.
+
+    Snapshot names start with a yyyyMMddHHmmssSSS timestamp, so the last name is the newest.
+    The line is copied as written (one escaped properties line), so it needs no parsing.
+    """
+    snapshots = sorted(snapshot_dir.glob("*.cfg"))
+    lines = snapshots[-1].read_text().splitlines() if snapshots else []
+    model_snapshot = next((line for line in lines if line.startswith("model_snapshot=")), None)
+    if model_snapshot is None:
+        return config
+    print(f"serve: resuming the models of snapshot {snapshots[-1]}", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resumed = run_dir / "resumed.properties"
+    resumed.write_text(f"{config.read_text().rstrip()}\n{model_snapshot}\n")
+    return resumed
 
 
 def check_java() -> None:
@@ -40,9 +65,11 @@ def _java_path() -> str:
     return os.pathsep.join(filter(None, [java_home and f"{java_home}/bin", os.environ.get("PATH", "")]))
 
 
-def run(command: list[str], run_dir: Path) -> int:
+def run(command: list[str], run_dir: Path, log_dir: Path | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TMPDIR": str(run_dir.resolve())}
+    if log_dir is not None:  # TorchServe's logs, metrics logs and snapshots (<log_dir>/config)
+        env |= {"LOG_LOCATION": str(log_dir.resolve()), "METRICS_LOCATION": str(log_dir.resolve())}
     process = subprocess.Popen(command, env=env, start_new_session=True)
 
     stop_requested = []
@@ -89,11 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-store", type=Path, default=Path("model-store"))
     parser.add_argument("--models", nargs="*", default=[], help="override load_models, e.g. name=name.mar")
     parser.add_argument("--run-dir", type=Path, default=Path("logs/run"), help="private $TMPDIR for the launcher's pid file")
+    parser.add_argument("--log-dir", type=Path, help="TorchServe's LOG_LOCATION (default: ./logs); snapshots go to <log-dir>/config")
+    parser.add_argument("--snapshots", action="store_true", help="save snapshots and resume the models of the newest one")
     args = parser.parse_args(argv)
     check_java()
     if not args.model_store.is_dir():
         sys.exit(f"serve: model store {args.model_store} does not exist; run `make archive` first")
-    return run(torchserve_command(args.config, args.model_store, args.models), args.run_dir)
+    config = args.config
+    if args.snapshots:
+        log_dir = args.log_dir or Path(os.environ.get("LOG_LOCATION", "logs"))
+        config = resume_config(config, log_dir / "config", args.run_dir)
+    command = torchserve_command(config, args.model_store, args.models, args.snapshots)
+    return run(command, args.run_dir, args.log_dir)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,24 @@
+#!/bin/sh
+# The container's command: TorchServe in the foreground through scripts/serve.py, which forwards
+# SIGTERM/SIGINT to the whole server, waits for Java, and exits with it. When TorchServe dies the
+# container ends (no `tail -f /dev/null` keeping a dead server "running"); the orchestrator restarts it.
+# tini is PID 1 in the image: it reaps the launcher's orphans, which a Python PID 1 would not.
+#
+# Every path can be overridden by environment, which is how tests/integration/test_entrypoint.py
+# runs this script outside Docker; ports are TorchServe's own TS_INFERENCE_ADDRESS etc.
+# (docker/config.properties sets enable_envvars_config=true).
+set -eu
+
+app=$(cd "$(dirname "$0")/.." && pwd)
+workdir=${SERVE_WORKDIR:-/home/model-server}    # TorchServe writes key_file.json here
+config=${SERVE_CONFIG:-$app/docker/config.properties}
+model_store=${SERVE_MODEL_STORE:-$workdir/model-store}
+log_dir=${SERVE_LOG_DIR:-$workdir/logs}           # snapshots go to $log_dir/config: mount a volume there
+snapshots=--snapshots                              # SERVE_SNAPSHOTS=off: the config alone (k8s)
+[ "${SERVE_SNAPSHOTS:-on}" = off ] && snapshots=
+
+cd "$workdir"
+export PYTHONPATH="$app${PYTHONPATH:+:$PYTHONPATH}"
+# shellcheck disable=SC2086  # $snapshots is one flag or nothing
+exec python -m scripts.serve --config "$config" --model-store "$model_store" \
+  --log-dir "$log_dir" --run-dir "$workdir/run" $snapshots "$@"

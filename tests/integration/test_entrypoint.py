@@ -1,0 +1,104 @@
+"""docker/entrypoint.sh run outside Docker with the container config (docker/config.properties):
+a real prediction, the healthcheck, snapshots in the log folder, and a clean stop on SIGTERM.
+
+Only what Docker would differ in is overridden: paths (SERVE_*), ports (TorchServe's own
+TS_*_ADDRESS, which the container config lets environment variables set) and TEMP, Java's tmpdir,
+so this server's worker sockets don't meet the session server's in /tmp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from models.registry import get_spec
+from scripts.build_archives import build_archive
+from scripts.export_weights import export
+from tests.integration.server import REPO, TorchServe, free_port
+
+HEALTHCHECK = REPO / "docker" / "healthcheck.py"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """The container's environment, pointed at a temp model store holding efficientnet_lite0 alone."""
+    root = tmp_path_factory.mktemp("entrypoint")
+    weights = export(get_spec("efficientnet_lite0"), root / "weights").parent
+    build_archive("efficientnet_lite0", weights, root / "model-store")
+    (root / "tmp").mkdir()
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "SERVE_WORKDIR": str(root),
+        "SERVE_MODEL_STORE": str(root / "model-store"),
+        "SERVE_LOG_DIR": str(root / "logs"),
+        "TEMP": str(root / "tmp"),
+        **{f"TS_{api.upper()}_ADDRESS": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management", "metrics")},
+    }
+
+
+@pytest.fixture(scope="module")
+def container(env) -> TorchServe:
+    root = Path(env["SERVE_WORKDIR"])
+    urls = {api: env[f"TS_{api.upper()}_ADDRESS"] for api in ("inference", "management", "metrics")}
+    with open(root / "serve.out", "wb") as log:
+        process = subprocess.Popen([str(REPO / "docker" / "entrypoint.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = TorchServe(root, urls, process)
+    try:
+        server.wait_until_ready()
+        yield server
+    finally:
+        if process.poll() is None:
+            server.stop()
+
+
+def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(HEALTHCHECK)], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_the_container_config_serves_every_archive_in_the_store(container):
+    response = container.predict("efficientnet_lite0", data=(REPO / "samples" / "cat.jpg").read_bytes())
+    assert response.status_code == 200, response.text
+    assert next(iter(response.json())) in {"tabby", "tiger cat", "Egyptian cat"}
+    assert f"Config file: {REPO / 'docker' / 'config.properties'}" in (container.workdir / "serve.out").read_text()
+
+
+def test_healthcheck_reads_the_key_file(container, env):
+    result = healthcheck(env)
+    assert result.returncode == 0, result.stderr
+    assert "Healthy" in result.stdout
+
+
+def test_healthcheck_renews_an_expired_inference_key(container, env):
+    key_file = container.workdir / "key_file.json"
+    keys = json.loads(key_file.read_text())
+    old_key = keys["inference"]["key"]
+    keys["inference"]["expiration time"] = "2000-01-01T00:00:00Z"  # as if token_expiration_min had passed
+    key_file.write_text(json.dumps(keys))
+    assert healthcheck(env).returncode == 0
+    assert container.keys["inference"] != old_key  # TorchServe rewrote the file
+    cat = (REPO / "samples" / "cat.jpg").read_bytes()
+    assert container.predict("efficientnet_lite0", data=cat).status_code == 200
+    old = container.predict("efficientnet_lite0", data=cat, headers={"Authorization": f"Bearer {old_key}"})
+    assert old.json()["type"] == "InvalidKeyException"
+
+
+def test_snapshots_go_to_the_log_dir(container):
+    startup = sorted((container.workdir / "logs" / "config").glob("*-startup.cfg"))
+    assert startup, "no startup snapshot in SERVE_LOG_DIR/config"
+    assert "efficientnet_lite0.mar" in startup[-1].read_text()
+
+
+def test_sigterm_stops_torchserve_and_java(container, env):
+    java = [p for p in psutil.process_iter(["cmdline"]) if str(container.workdir) in " ".join(p.info["cmdline"] or [])
+            and "org.pytorch.serve.ModelServer" in (p.info["cmdline"] or [])]
+    assert len(java) == 1
+    assert container.stop() == 0
+    assert not java[0].is_running()
+    assert healthcheck(env).returncode == 1
