@@ -4,9 +4,10 @@ Lifecycle, as TorchServe drives it:
   initialize(context)       once per worker: settings, device, verified weights, `setup()`
   handle(requests, context) once per batch:
       decode_request(request) -> item      per request; a RequestError fails that request only
-      collate(items) -> batch tensor       CPU; moved to the device here
+      collate(items) -> batch              CPU: a tensor, or a dict of tensors; moved to the device here
       infer(batch) -> batch output         under inference_mode (and autocast if configured)
-      encode_response(row) -> JSON value   per request
+      split(output, items) -> results      one per item (default: one output row per item)
+      encode_response(result) -> JSON      per request
 
 If the model raises on a batch, the batch is split in half and each half retried, so a poisoned
 item fails alone (500) and an out-of-memory batch shrinks down to single items (507 at one).
@@ -18,7 +19,7 @@ import contextlib
 import logging
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from ts.torch_handler.base_handler import BaseHandler
@@ -84,13 +85,17 @@ class BundleHandler(BaseHandler):
     def decode_request(self, request: dict) -> Any:
         raise NotImplementedError
 
-    def collate(self, items: list[Any]) -> torch.Tensor:
+    def collate(self, items: list[Any]) -> torch.Tensor | Mapping[str, torch.Tensor]:
         return torch.stack(items)
 
-    def infer(self, batch: torch.Tensor) -> torch.Tensor:
+    def infer(self, batch: Any) -> torch.Tensor:
         return self.model(batch)
 
-    def encode_response(self, row: torch.Tensor) -> Any:
+    def split(self, output: torch.Tensor, items: list[Any]) -> list[Any]:
+        """One result per item, on the CPU; override when an item owns several rows (a list of texts)."""
+        return list(output.float().cpu())
+
+    def encode_response(self, result: Any) -> Any:
         raise NotImplementedError
 
     # ---- TorchServe entry point ----------------------------------------------------------
@@ -142,10 +147,16 @@ class BundleHandler(BaseHandler):
         return {**self.run_isolated(indices[:half], items), **self.run_isolated(indices[half:], items)}
 
     def _forward(self, items: list[Any]) -> list[Any]:
-        batch = self.collate(items).to(self.device, non_blocking=True)
+        batch = self._to_device(self.collate(items))
         with torch.inference_mode(), self.autocast():
             output = self.infer(batch)
-        return list(output.float().cpu())
+        return self.split(output, items)
+
+    def _to_device(self, batch: torch.Tensor | Mapping[str, torch.Tensor]) -> Any:
+        """A batch tensor, or each tensor of a dict batch (a tokenizer's input_ids, attention_mask ...)."""
+        if isinstance(batch, Mapping):
+            return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        return batch.to(self.device, non_blocking=True)
 
     def _release_cached_memory(self) -> None:
         if self.device.type == "cuda":
