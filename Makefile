@@ -2,7 +2,7 @@
 PYTHON      ?= python3.11
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
-MODELS      ?= efficientnet_lite0
+MODELS      ?= efficientnet_lite0 minilm
 WEIGHTS_DIR ?= build/weights
 MODEL_STORE ?= model-store
 CONFIG      ?= config.properties

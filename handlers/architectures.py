@@ -4,6 +4,7 @@ The spec is plain data so the archive needs no build-time code:
   {"library": "timm", "name": "efficientnet_lite0", "kwargs": {...}}
   {"library": "torchvision", "name": "resnet50", "kwargs": {...}}
   {"library": "file", "file": "model.py", "class": "Net", "kwargs": {...}}   (your own module)
+  {"library": "transformers", "config": "config.json", "kwargs": {...}}     (AutoModel, offline)
 """
 
 from __future__ import annotations
@@ -27,7 +28,18 @@ def build_module(spec: dict, model_dir: Path | None = None) -> nn.Module:
         return torchvision.models.get_model(spec["name"], weights=None, **kwargs)
     if library == "file":
         return _module_class(Path(model_dir or ".") / spec["file"], spec["class"])(**kwargs)
-    raise ValueError(f"unknown architecture library {library!r}; expected timm, torchvision or file")
+    if library == "transformers":
+        return _transformers_module(Path(model_dir or ".") / spec["config"], kwargs)
+    raise ValueError(f"unknown architecture library {library!r}; expected timm, torchvision, file or transformers")
+
+
+def _transformers_module(config_file: Path, kwargs: dict) -> nn.Module:
+    """AutoModel from a config.json beside the weights: local files only, never the Hub."""
+    from transformers import AutoConfig, AutoModel
+
+    if not config_file.is_file():
+        raise FileNotFoundError(f"model config {config_file} is missing")
+    return AutoModel.from_config(AutoConfig.from_pretrained(config_file, local_files_only=True), **kwargs)
 
 
 def _module_class(path: Path, class_name: str) -> type[nn.Module]:

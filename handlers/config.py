@@ -6,12 +6,13 @@ that names it, so a typo in model-config.yaml fails the model load instead of be
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any, Mapping, TypeVar
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = ("fp32", "bf16", "fp16")
+QUANTIZATIONS = ("none", "int8")
 
 S = TypeVar("S", bound="HandlerSettings")
 
@@ -57,6 +58,48 @@ class ImageSettings(HandlerSettings):
             raise ValueError("mean and std need three values each, std positive")
 
 
+@dataclass(frozen=True)
+class TextSettings(HandlerSettings):
+    """Limits, pooling and zero-shot labels of the text embedder."""
+
+    quantize: str = "none"
+    """none, or int8: dynamic int8 quantization of the Linear layers at load (CPU and fp32 only)."""
+    int8_keep_fp32: tuple[str, ...] = field(default=(), metadata={"items": str})
+    """Globs of Linear layer names that int8 leaves in fp32 (e.g. "encoder.layer.[0-3].output.dense")."""
+    max_tokens: int = 256
+    """Tokens per text, [CLS] and [SEP] included; longer texts are cut and the response says "truncated"."""
+    max_texts: int = 64
+    """Most texts in one request: items of "texts", or zero-shot labels (413 above it)."""
+    max_chars: int = 20_000
+    """Longest text or label accepted, in characters (413 above it), checked before tokenizing."""
+    chunk_texts: int = 64
+    """Most texts per forward pass: a larger batch runs in length-sorted chunks, each padded to its own longest."""
+    hypothesis_template: str = "This text is about {label}."
+    """Zero-shot compares the text with this sentence for each label, not with the bare label word."""
+    labels: tuple[str, ...] = field(default=(), metadata={"items": str})
+    """Zero-shot labels used when a request sends "labels": [] (none: such a request is a 400)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.quantize not in QUANTIZATIONS:
+            raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {self.quantize!r}")
+        if self.quantize == "int8" and self.precision != "fp32":
+            raise ValueError(f"quantize int8 runs in fp32; precision {self.precision!r} cannot be combined with it")
+        for name in ("max_texts", "max_chars", "chunk_texts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_tokens < 2:
+            raise ValueError(f"max_tokens must be at least 2 ([CLS] and [SEP]), got {self.max_tokens}")
+        if "{label}" not in self.hypothesis_template:
+            raise ValueError(f"hypothesis_template must contain {{label}}, got {self.hypothesis_template!r}")
+        try:
+            self.hypothesis_template.format(label="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"hypothesis_template may use only {{label}}: {exc!r}") from None
+        if not all(label.strip() for label in self.labels):
+            raise ValueError("labels must be non-empty strings")
+
+
 def parse_settings(settings_class: type[S], raw: Mapping[str, Any] | None) -> S:
     """Build `settings_class` from a mapping, rejecting unknown keys and wrong types by name."""
     raw = dict(raw or {})
@@ -67,12 +110,17 @@ def parse_settings(settings_class: type[S], raw: Mapping[str, Any] | None) -> S:
             f"unknown handler setting(s) {unknown} for {settings_class.__name__}; "
             f"known settings: {sorted(known)}"
         )
-    values = {name: _coerce(name, value, known[name].default) for name, value in raw.items()}
+    values = {name: _coerce(name, value, known[name]) for name, value in raw.items()}
     return settings_class(**values)
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
+def _coerce(name: str, value: Any, setting: Field) -> Any:
     """Check a YAML value against the type of the field's default (YAML lists become tuples)."""
+    default = setting.default
+    if setting.metadata.get("items") is str:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"handler setting {name!r} must be a list of strings, got {value!r}")
+        return tuple(value)
     if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"handler setting {name!r} must be a list, got {value!r}")

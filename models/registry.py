@@ -14,11 +14,22 @@ from typing import Callable
 import torch
 
 from handlers.weights import read_state_dict
-from models import efficientnet_lite, torchvision_zoo
+from models import efficientnet_lite, minilm, torchvision_zoo
 from models.imagenet import imagenet_labels
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 IMAGE_HANDLER = "handlers/image_classifier.py"
+TEXT_HANDLER = "handlers/text_embedder.py"
+
+
+def image_input_spec(handler: dict) -> dict:
+    """What an image model expects, for metadata.json, from its model-config.yaml `handler:` section."""
+    crop = handler.get("crop", 224)
+    return {
+        "encoding": "image bytes (JPEG, PNG, WebP, GIF, BMP, TIFF) or base64 JSON",
+        "tensor": {"shape": [3, crop, crop], "dtype": "float32", "layout": "NCHW"},
+        "preprocessing": {k: handler[k] for k in ("resize", "crop", "mean", "std") if k in handler},
+    }
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,11 @@ class ModelSpec:
     config: Path | None = None
     """model-config.yaml for the archive; defaults to models/configs/<name>.yaml."""
     extra_files: tuple[Path, ...] = field(default=())
-    """Files the handler needs next to the weights (a custom model's source file)."""
+    """Files the handler needs next to the weights (a custom model's source file, a tokenizer)."""
+    input_spec: Callable[[dict], dict] = image_input_spec
+    """The metadata's "input" entry, from the config's `handler:` section."""
+    packages: tuple[str, ...] = ()
+    """Packages whose versions the metadata records besides torch and torchvision."""
 
     @property
     def config_path(self) -> Path:
@@ -61,6 +76,17 @@ REGISTRY: dict[str, ModelSpec] = {
     ),
     "resnet18": _torchvision("resnet18"),
     "resnet50": _torchvision("resnet50"),
+    "minilm": ModelSpec(
+        name="minilm",
+        architecture=minilm.ARCHITECTURE,
+        source=minilm.source(),
+        pretrained=minilm.pretrained_state_dict,
+        labels=list,  # no class labels: zero-shot labels come with each request or from the config
+        handler=TEXT_HANDLER,
+        extra_files=tuple(minilm.package_dir() / name for name in minilm.TOKENIZER_FILES),
+        input_spec=minilm.input_spec,
+        packages=minilm.PACKAGES,
+    ),
 }
 DEFAULT_MODEL = "efficientnet_lite0"
 

@@ -1,6 +1,7 @@
 """Export a model's weights as a state_dict (safetensors) plus metadata.json and labels.json.
 
     python -m scripts.export_weights efficientnet_lite0              # packaged ImageNet weights
+    python -m scripts.export_weights minilm                          # packaged all-MiniLM-L6-v2 + tokenizer
     python -m scripts.export_weights resnet50 --pretrained           # downloads (online only)
     python -m scripts.export_weights resnet18 --random-init          # untrained, for smoke tests
     python -m scripts.export_weights mynet --module-file net.py --class-name Net --state-dict net.pth
@@ -30,9 +31,9 @@ DEFAULT_OUT = Path("build/weights")
 
 def export(spec: ModelSpec, out_dir: Path, random_init: bool = False) -> Path:
     """Write <out_dir>/<name>/{model.safetensors, metadata.json, labels.json}; return the folder."""
+    state = random_state_dict(spec) if random_init else spec.pretrained()
     folder = out_dir / spec.name
     folder.mkdir(parents=True, exist_ok=True)
-    state = random_state_dict(spec) if random_init else spec.pretrained()
     module = build_module(spec.architecture, _source_dir(spec))
     module.load_state_dict(state)  # proves the weights fit the architecture before shipping them
     tensors = {key: tensor.contiguous() for key, tensor in module.state_dict().items()}
@@ -62,24 +63,28 @@ def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, rand
         "weights_file": weights.name,
         "format": "safetensors",
         "sha256": sha256_file(weights),
-        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__},
+        "versions": {
+            "torch": torch.__version__, "torchvision": torchvision.__version__, **package_versions(spec.packages)
+        },
         "parameters": parameters,
         "size_mb": round(weights.stat().st_size / 2**20, 2),
         "num_labels": num_labels,
-        "input": input_spec(spec.config_path),
+        "input": input_spec(spec),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
-def input_spec(config_path: Path) -> dict:
-    """What the model expects, read from the handler section of its model-config.yaml."""
-    handler = (yaml.safe_load(config_path.read_text()) or {}).get("handler", {})
-    crop = handler.get("crop", 224)
-    return {
-        "encoding": "image bytes (JPEG, PNG, WebP, GIF, BMP, TIFF) or base64 JSON",
-        "tensor": {"shape": [3, crop, crop], "dtype": "float32", "layout": "NCHW"},
-        "preprocessing": {k: handler[k] for k in ("resize", "crop", "mean", "std") if k in handler},
-    }
+def input_spec(spec: ModelSpec) -> dict:
+    """What the model expects, from the spec and the handler section of its model-config.yaml."""
+    handler = (yaml.safe_load(spec.config_path.read_text()) or {}).get("handler", {})
+    return spec.input_spec(handler)
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the packages the handler relies on, read without importing them."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in names}
 
 
 def _source_dir(spec: ModelSpec) -> Path:

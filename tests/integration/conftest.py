@@ -25,11 +25,12 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory) -> Path:
-    """efficientnet_lite0.mar (version 1.0) and efficientnet_lite0_v2.mar (the same model, 2.0)."""
+    """efficientnet_lite0.mar (version 1.0), efficientnet_lite0_v2.mar (the same model, 2.0), minilm.mar."""
     root = tmp_path_factory.mktemp("archives")
     weights = export(get_spec("efficientnet_lite0"), root / "weights").parent
     store = root / "model-store"
     build_archive("efficientnet_lite0", weights, store, version="1.0")
+    build_archive("minilm", export(get_spec("minilm"), weights).parent, store)
     v2 = build_archive("efficientnet_lite0", weights, root / "v2", version="2.0")
     shutil.copyfile(v2, store / "efficientnet_lite0_v2.mar")
     return store
@@ -37,7 +38,9 @@ def model_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, model_store) -> TorchServe:
-    ts = TorchServe.start(tmp_path_factory.mktemp("server"), model_store, "efficientnet_lite0=efficientnet_lite0.mar")
+    ts = TorchServe.start(
+        tmp_path_factory.mktemp("server"), model_store, "efficientnet_lite0=efficientnet_lite0.mar,minilm=minilm.mar"
+    )
     yield ts
     assert ts.stop() == 0
 

@@ -1,0 +1,212 @@
+"""Pure text functions: request payload -> texts -> token ids -> padded batch -> pooled embeddings.
+
+No TorchServe or transformers imports: the tokenizer is passed in, so everything here is
+unit-tested without a server or a model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from handlers.errors import EmptyPayload, InvalidPayload, PayloadTooLarge, UndecodableInput, UnsupportedMediaType
+
+SEND_TEXT = (
+    'send JSON {"text": "..."}, {"texts": ["...", ...]} or {"text": "...", "labels": ["...", ...]} '
+    "(Content-Type: application/json), or the text itself with Content-Type: text/plain"
+)
+JSON_KEYS = ("text", "texts", "labels")
+DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class TextRequest:
+    """What one request asks for: embeddings of `texts`, or scores of one text against `labels`."""
+
+    texts: tuple[str, ...]
+    single: bool = True
+    """"text" (answered with one vector) rather than "texts" (a list)."""
+    labels: tuple[str, ...] | None = None
+    """Zero-shot labels; None for an embedding request."""
+
+
+@dataclass(frozen=True)
+class TokenizedRequest:
+    """A request's token ids: its texts first, then one hypothesis per zero-shot label."""
+
+    request: TextRequest
+    ids: tuple[tuple[int, ...], ...]
+    truncated: tuple[bool, ...]
+    """Per text of the request (hypotheses excluded): whether it was cut to max_tokens."""
+
+
+# ---- payload -> TextRequest --------------------------------------------------------------
+def extract_request(
+    request: Mapping[str, Any], max_texts: int, max_chars: int, default_labels: Sequence[str] = ()
+) -> TextRequest:
+    """Read one TorchServe request dict (`data` or `body`) as a TextRequest, checking every limit."""
+    payload = request.get("data")
+    if payload is None:
+        payload = request.get("body")
+    if payload is None:
+        raise UnsupportedMediaType(f"no text in the request body; {SEND_TEXT}")
+    if isinstance(payload, (bytes, bytearray)):
+        payload = parse_raw(payload)
+    if isinstance(payload, str):
+        return TextRequest((checked_text(payload, "text", max_chars),))
+    if isinstance(payload, Mapping):
+        return from_json(payload, max_texts, max_chars, default_labels)
+    raise InvalidPayload(f"a JSON {type(payload).__name__} is not a request; {SEND_TEXT}")
+
+
+def parse_raw(raw: bytes | bytearray) -> str | Any:
+    """Bytes TorchServe did not decode: UTF-8 text, or JSON it could not parse (a body starting with `{`)."""
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UndecodableInput(f"the body is not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPayload(f"the body looks like JSON but does not parse ({exc.msg} at char {exc.pos}); {SEND_TEXT}") from None
+
+
+def from_json(payload: Mapping[str, Any], max_texts: int, max_chars: int, default_labels: Sequence[str]) -> TextRequest:
+    unknown = sorted(set(payload) - set(JSON_KEYS))
+    if unknown:
+        raise InvalidPayload(f"unknown key(s) {unknown}; {SEND_TEXT}")
+    if ("text" in payload) == ("texts" in payload):
+        raise InvalidPayload(f'send exactly one of "text" and "texts"; {SEND_TEXT}')
+    if "texts" in payload:
+        if "labels" in payload:
+            raise InvalidPayload('zero-shot "labels" go with one "text", not with "texts"')
+        texts = checked_list(payload["texts"], "texts", max_texts, max_chars)
+        if not texts:
+            raise EmptyPayload('"texts" is an empty list')
+        return TextRequest(texts, single=False)
+    text = checked_text(payload["text"], "text", max_chars)
+    if "labels" not in payload:
+        return TextRequest((text,))
+    return TextRequest((text,), labels=zero_shot_labels(payload["labels"], max_texts, max_chars, default_labels))
+
+
+def zero_shot_labels(value: Any, max_texts: int, max_chars: int, default_labels: Sequence[str]) -> tuple[str, ...]:
+    """The request's labels; an empty list asks for the configured defaults."""
+    labels = checked_list(value, "labels", max_texts, max_chars)
+    if labels:
+        return labels
+    if not default_labels:
+        raise EmptyPayload('"labels" is empty and this model has no default labels configured')
+    return tuple(default_labels)
+
+
+def checked_list(value: Any, name: str, max_items: int, max_chars: int) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise InvalidPayload(f'"{name}" must be a list of strings, got a JSON {type(value).__name__}')
+    if len(value) > max_items:
+        raise PayloadTooLarge(f'"{name}" has {len(value)} items; the limit is {max_items} per request')
+    return tuple(checked_text(item, f"{name}[{index}]", max_chars) for index, item in enumerate(value))
+
+
+def checked_text(value: Any, name: str, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidPayload(f'"{name}" must be a string, got a JSON {type(value).__name__}')
+    if not value.strip():
+        raise EmptyPayload(f'"{name}" is empty')
+    if len(value) > max_chars:
+        raise PayloadTooLarge(f'"{name}" has {len(value)} characters; the limit is {max_chars}')
+    return value
+
+
+# ---- texts -> token ids -> padded batch ----------------------------------------------------
+def hypotheses(labels: Sequence[str], template: str) -> tuple[str, ...]:
+    """One sentence per label ("This text is about sports."): embeddings compare sentences best."""
+    return tuple(template.format(label=label) for label in labels)
+
+
+def tokenize_request(
+    tokenizer: Callable[..., Mapping[str, list]], request: TextRequest, template: str, max_tokens: int
+) -> TokenizedRequest:
+    """Token ids for the texts and the label hypotheses, each cut to `max_tokens`."""
+    texts = request.texts + hypotheses(request.labels or (), template)
+    encoded = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+    cut = [truncate_ids(ids, max_tokens) for ids in encoded]
+    return TokenizedRequest(
+        request,
+        ids=tuple(ids for ids, _ in cut),
+        truncated=tuple(was_cut for _, was_cut in cut[: len(request.texts)]),
+    )
+
+
+def truncate_ids(ids: Sequence[int], max_tokens: int) -> tuple[tuple[int, ...], bool]:
+    """Keep the first max_tokens - 1 ids and the closing special token ([SEP]); say whether it cut."""
+    if len(ids) <= max_tokens:
+        return tuple(ids), False
+    return tuple(ids[: max_tokens - 1]) + (ids[-1],), True
+
+
+def pad_sorted(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence of this batch (not the model's 512), rows sorted longest first.
+
+    `restore` puts the sorted rows back in request order: output_sorted[restore].
+    """
+    order = sorted(range(len(sequences)), key=lambda index: -len(sequences[index]))
+    width = len(sequences[order[0]])
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, index in enumerate(order):
+        input_ids[row, : len(sequences[index])] = torch.tensor(sequences[index], dtype=torch.long)
+        attention_mask[row, : len(sequences[index])] = 1
+    restore = torch.argsort(torch.tensor(order, dtype=torch.long))
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "restore": restore}
+
+
+def length_chunks(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive chunks of at most `size` rows, each trimmed to its own longest row."""
+    for start in range(0, input_ids.shape[0], size):
+        mask = attention_mask[start : start + size]
+        width = int(mask.sum(dim=1).max())
+        yield input_ids[start : start + size, :width], mask[:, :width]
+
+
+# ---- model output -> embeddings -> responses -------------------------------------------------
+def embed_padded(
+    encoder: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch: Mapping[str, torch.Tensor], chunk_texts: int
+) -> torch.Tensor:
+    """Unit vectors in request order: `encoder(input_ids, attention_mask) -> hidden states` per length chunk."""
+    chunks = length_chunks(batch["input_ids"], batch["attention_mask"], chunk_texts)
+    pooled = [mean_pool(encoder(input_ids, mask), mask) for input_ids, mask in chunks]
+    return torch.cat(pooled)[batch["restore"]]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average the token vectors the mask keeps, then L2-normalise (how all-MiniLM-L6-v2 was trained)."""
+    weights = attention_mask.unsqueeze(-1).to(torch.float32)
+    summed = (hidden.float() * weights).sum(dim=1)
+    return F.normalize(summed / weights.sum(dim=1).clamp(min=1e-9), p=2, dim=1)
+
+
+def rank_labels(text: torch.Tensor, label_vectors: torch.Tensor, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Labels by cosine similarity with the text, highest first (vectors are unit length)."""
+    scores = (label_vectors.float() @ text.float()).tolist()
+    ranked = sorted(zip(labels, scores), key=lambda pair: -pair[1])
+    return [{"label": label, "score": round(score, DECIMALS)} for label, score in ranked]
+
+
+def text_response(item: TokenizedRequest, vectors: torch.Tensor) -> dict[str, Any]:
+    """The JSON body for one request from its rows of the batch output (texts, then hypotheses)."""
+    request = item.request
+    if request.labels is not None:
+        return {"labels": rank_labels(vectors[0], vectors[1:], request.labels), "truncated": item.truncated[0]}
+    rows = [[round(value, DECIMALS) + 0.0 for value in row] for row in vectors.tolist()]  # + 0.0: no "-0.0"
+    if request.single:
+        return {"embedding": rows[0], "truncated": item.truncated[0]}
+    return {"embeddings": rows, "truncated": list(item.truncated)}

@@ -1,0 +1,60 @@
+"""Sentence embeddings and zero-shot labels from a BERT-family encoder (all-MiniLM-L6-v2).
+
+JSON {"text"} -> {"embedding"}, {"texts"} -> {"embeddings"}, {"text", "labels"} -> ranked
+{"labels"}; a text/plain body is one text. Tokenized per request, padded per batch to its
+longest text, mean-pooled and L2-normalised (pure, in handlers.text).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from handlers.base import BundleHandler
+from handlers.config import TextSettings
+from handlers.quantization import quantize_int8
+from handlers.text import TokenizedRequest, embed_padded, extract_request, pad_sorted, text_response, tokenize_request
+
+
+class TextEmbedder(BundleHandler):
+    """One request may hold several texts: its rows are split back out of the batch output."""
+
+    settings_class = TextSettings
+
+    def load_model(self, model_dir: Path) -> torch.nn.Module:
+        module = super().load_model(model_dir)
+        limit = module.config.max_position_embeddings
+        if self.settings.max_tokens > limit:
+            raise ValueError(f"max_tokens {self.settings.max_tokens} is above the model's {limit} positions")
+        if self.settings.quantize == "int8":
+            return quantize_int8(module, self.device, self.settings.int8_keep_fp32)
+        return module
+
+    def setup(self, model_dir: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+
+    def decode_request(self, request: dict) -> TokenizedRequest:
+        s = self.settings
+        asked = extract_request(request, s.max_texts, s.max_chars, s.labels)
+        return tokenize_request(self.tokenizer, asked, s.hypothesis_template, s.max_tokens)
+
+    def collate(self, items: list[TokenizedRequest]) -> dict[str, torch.Tensor]:
+        return pad_sorted([ids for item in items for ids in item.ids], self.tokenizer.pad_token_id)
+
+    def infer(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed_padded(self.encode, batch, self.settings.chunk_texts)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token vectors (last hidden state) for one padded chunk."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def split(self, output: torch.Tensor, items: list[TokenizedRequest]) -> list[tuple[TokenizedRequest, torch.Tensor]]:
+        rows = output.float().cpu().split([len(item.ids) for item in items])
+        return list(zip(items, rows))
+
+    def encode_response(self, result: tuple[TokenizedRequest, torch.Tensor]) -> dict[str, Any]:
+        return text_response(*result)
