@@ -101,7 +101,6 @@ class BundleHandler(BaseHandler):
     # ---- TorchServe entry point ----------------------------------------------------------
     def handle(self, data: list[dict], context) -> list[Any]:
         """Answer every request in the batch; failures are confined to their own request."""
-        self.context = context
         timer = StageTimer()
         with timer("Preprocess"):
             decoded, outcomes = self._decode_all(data)

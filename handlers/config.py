@@ -114,6 +114,10 @@ def parse_settings(settings_class: type[S], raw: Mapping[str, Any] | None) -> S:
     return settings_class(**values)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _coerce(name: str, value: Any, setting: Field) -> Any:
     """Check a YAML value against the type of the field's default (YAML lists become tuples)."""
     default = setting.default
@@ -122,8 +126,8 @@ def _coerce(name: str, value: Any, setting: Field) -> Any:
             raise ValueError(f"handler setting {name!r} must be a list of strings, got {value!r}")
         return tuple(value)
     if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"handler setting {name!r} must be a list, got {value!r}")
+        if not isinstance(value, (list, tuple)) or not all(_is_number(v) for v in value):
+            raise ValueError(f"handler setting {name!r} must be a list of numbers, got {value!r}")
         return tuple(float(v) for v in value)
     if isinstance(default, bool) or isinstance(value, bool):
         if not isinstance(value, bool) or not isinstance(default, bool):

@@ -32,7 +32,7 @@ DEFAULT_OUT = Path("build/weights")
 def export(spec: ModelSpec, out_dir: Path, random_init: bool = False) -> Path:
     """Write <out_dir>/<name>/{model.safetensors, metadata.json, labels.json}; return the folder."""
     state = random_state_dict(spec) if random_init else spec.pretrained()
-    folder = out_dir / spec.name
+    folder = out_dir / spec.name  # created only once the weights exist: a failed export leaves nothing
     folder.mkdir(parents=True, exist_ok=True)
     module = build_module(spec.architecture, _source_dir(spec))
     module.load_state_dict(state)  # proves the weights fit the architecture before shipping them
