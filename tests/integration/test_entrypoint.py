@@ -2,8 +2,8 @@
 a real prediction, the healthcheck, snapshots in the log folder, and a clean stop on SIGTERM.
 
 Only what Docker would differ in is overridden: paths (SERVE_*), ports (TorchServe's own
-TS_*_ADDRESS, which the container config lets environment variables set) and TEMP, Java's tmpdir,
-so this server's worker sockets don't meet the session server's in /tmp.
+TS_*_ADDRESS and TS_GRPC_*_PORT, which the container config lets environment variables set) and
+TEMP, Java's tmpdir, so that this server's worker sockets don't meet the session server's in /tmp.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def env(tmp_path_factory) -> dict[str, str]:
         "SERVE_LOG_DIR": str(root / "logs"),
         "TEMP": str(root / "tmp"),
         **{f"TS_{api.upper()}_ADDRESS": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management", "metrics")},
+        **{f"TS_GRPC_{api}_PORT": str(free_port()) for api in ("INFERENCE", "MANAGEMENT")},  # 7070/7071: the session server's
     }
 
 
