@@ -33,6 +33,8 @@ def write_config(path: Path, model_store: Path, load_models: str) -> dict[str, s
         text = re.sub(rf"^{name}_address=.*$", f"{name}_address=http://127.0.0.1:{port}", text, flags=re.M)
     text = re.sub(r"^model_store=.*$", f"model_store={model_store}", text, flags=re.M)
     text = re.sub(r"^load_models=.*$", f"load_models={load_models}", text, flags=re.M)
+    # TorchServe binds gRPC (default 7070/7071) even unused: free ports keep servers side by side.
+    text += f"\ngrpc_inference_port={free_port()}\ngrpc_management_port={free_port()}\n"
     path.write_text(text)
     return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
