@@ -1,15 +1,19 @@
 """docker/entrypoint.sh run outside Docker with the container config (docker/config.properties):
 a real prediction, the healthcheck, snapshots in the log folder, and a clean stop on SIGTERM.
 
-Only what Docker would differ in is overridden: paths (SERVE_*), ports (TorchServe's own
-TS_*_ADDRESS and TS_GRPC_*_PORT, which the container config lets environment variables set) and
-TEMP, Java's tmpdir, so that this server's worker sockets don't meet the session server's in /tmp.
+It runs from a copy of just the files the Dockerfile's runtime stage puts in /app, so a file the
+image lacks fails here too. Only what Docker would differ in is overridden: paths (SERVE_*),
+ports (TorchServe's own TS_*_ADDRESS and TS_GRPC_*_PORT, which the container config lets
+environment variables set) and TEMP, Java's tmpdir, so that this server's worker sockets don't
+meet the session server's in /tmp.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +26,19 @@ from scripts.build_archives import build_archive
 from scripts.export_weights import export
 from tests.integration.server import REPO, TorchServe, free_port
 
-HEALTHCHECK = REPO / "docker" / "healthcheck.py"
+
+def runtime_app(target: Path) -> Path:
+    """A copy of what the runtime stage COPYs into /app (`COPY <sources> /app/<folder>/`)."""
+    for sources, folder in re.findall(r"^COPY (?!--)(.+) /app/(\S+)/$", (REPO / "Dockerfile").read_text(), flags=re.M):
+        (target / folder).mkdir(parents=True, exist_ok=True)
+        for source in sources.split():
+            shutil.copy2(REPO / source, target / folder)  # keeps the entrypoint executable
+    return target
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Path:
+    return runtime_app(tmp_path_factory.mktemp("app"))
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +61,11 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def container(env) -> TorchServe:
+def container(env, app) -> TorchServe:
     root = Path(env["SERVE_WORKDIR"])
     urls = {api: env[f"TS_{api.upper()}_ADDRESS"] for api in ("inference", "management", "metrics")}
     with open(root / "serve.out", "wb") as log:
-        process = subprocess.Popen([str(REPO / "docker" / "entrypoint.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([str(app / "docker" / "entrypoint.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)
     server = TorchServe(root, urls, process)
     try:
         server.wait_until_ready()
@@ -59,30 +75,33 @@ def container(env) -> TorchServe:
             server.stop()
 
 
-def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HEALTHCHECK)], env=env, capture_output=True, text=True, timeout=30)
+@pytest.fixture(scope="module")
+def healthcheck(env, app):
+    """Run the image's healthcheck as the HEALTHCHECK instruction and the k8s probes do."""
+    return lambda: subprocess.run([sys.executable, str(app / "docker" / "healthcheck.py")], env=env,
+                                  capture_output=True, text=True, timeout=30)
 
 
-def test_the_container_config_serves_every_archive_in_the_store(container):
+def test_the_container_config_serves_every_archive_in_the_store(container, app):
     response = container.predict("efficientnet_lite0", data=(REPO / "samples" / "cat.jpg").read_bytes())
     assert response.status_code == 200, response.text
     assert next(iter(response.json())) in {"tabby", "tiger cat", "Egyptian cat"}
-    assert f"Config file: {REPO / 'docker' / 'config.properties'}" in (container.workdir / "serve.out").read_text()
+    assert f"Config file: {app / 'docker' / 'config.properties'}" in (container.workdir / "serve.out").read_text()
 
 
-def test_healthcheck_reads_the_key_file(container, env):
-    result = healthcheck(env)
+def test_healthcheck_reads_the_key_file(container, healthcheck):
+    result = healthcheck()
     assert result.returncode == 0, result.stderr
     assert "Healthy" in result.stdout
 
 
-def test_healthcheck_renews_an_expired_inference_key(container, env):
+def test_healthcheck_renews_an_expired_inference_key(container, healthcheck):
     key_file = container.workdir / "key_file.json"
     keys = json.loads(key_file.read_text())
     old_key = keys["inference"]["key"]
     keys["inference"]["expiration time"] = "2000-01-01T00:00:00Z"  # as if token_expiration_min had passed
     key_file.write_text(json.dumps(keys))
-    assert healthcheck(env).returncode == 0
+    assert healthcheck().returncode == 0
     assert container.keys["inference"] != old_key  # TorchServe rewrote the file
     cat = (REPO / "samples" / "cat.jpg").read_bytes()
     assert container.predict("efficientnet_lite0", data=cat).status_code == 200
@@ -96,10 +115,10 @@ def test_snapshots_go_to_the_log_dir(container):
     assert "efficientnet_lite0.mar" in startup[-1].read_text()
 
 
-def test_sigterm_stops_torchserve_and_java(container, env):
+def test_sigterm_stops_torchserve_and_java(container, healthcheck):
     java = [p for p in psutil.process_iter(["cmdline"]) if str(container.workdir) in " ".join(p.info["cmdline"] or [])
             and "org.pytorch.serve.ModelServer" in (p.info["cmdline"] or [])]
     assert len(java) == 1
     assert container.stop() == 0
     assert not java[0].is_running()
-    assert healthcheck(env).returncode == 1
+    assert healthcheck().returncode == 1
