@@ -20,7 +20,9 @@ RUN mkdir -p /usr/share/man/man1 \
  && python -m venv /opt/venv
 
 FROM ${CUDA_IMAGE} AS base-gpu
-# Ubuntu 22.04 has Python 3.11 (pyproject.toml wants 3.11) and Java 17.
+# Ubuntu 22.04 has Python 3.11 (pyproject.toml wants 3.11) and Java 17. An ARG, not an ENV: only
+# for this build step, where a package such as tzdata would otherwise stop to ask a question.
+ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3.11 python3.11-venv openjdk-17-jre-headless tini \
  && rm -rf /var/lib/apt/lists/* \
