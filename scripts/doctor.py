@@ -18,6 +18,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.ts_config import listen_addresses
+
 REPO = Path(__file__).resolve().parent.parent
 PINNED = ("torch", "torchvision", "torchserve", "torch-model-archiver", "torch-workflow-archiver")
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
@@ -46,14 +48,6 @@ def java_major(version_output: str) -> int | None:
         return None
     major = int(match.group(1))
     return int(match.group(2) or 0) if major == 1 else major
-
-
-def listen_addresses(config_text: str) -> dict[str, tuple[str, int]]:
-    """inference/management/metrics -> (host, port) from a config.properties text."""
-    found = {}
-    for name, host, port in re.findall(r"^(\w+)_address=https?://([^:/\s]+):(\d+)", config_text, flags=re.M):
-        found[name] = (host, int(port))
-    return found
 
 
 def cpu_flags(cpuinfo_text: str) -> set[str]:

@@ -17,7 +17,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from handlers.config import ImageSettings, parse_settings
-from scripts.doctor import listen_addresses
+from scripts.ts_config import listen_addresses
 
 pytestmark = pytest.mark.unit
 

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from scripts import doctor
+from scripts.ts_config import listen_addresses, local_url
 
 pytestmark = pytest.mark.unit
 
@@ -24,9 +25,11 @@ def test_java_major(output, major):
     assert doctor.java_major(output) == major
 
 
-def test_listen_addresses():
+def test_listen_addresses_and_local_urls():
     text = "inference_address=http://0.0.0.0:8080\nmanagement_address=http://127.0.0.1:8081\n# metrics_address=http://x:1\n"
-    assert doctor.listen_addresses(text) == {"inference": ("0.0.0.0", 8080), "management": ("127.0.0.1", 8081)}
+    assert listen_addresses(text) == {"inference": ("0.0.0.0", 8080), "management": ("127.0.0.1", 8081)}
+    assert local_url(text, "inference") == "http://127.0.0.1:8080"
+    assert local_url(text, "management") == "http://127.0.0.1:8081"
 
 
 def test_cpu_flags_keeps_only_the_interesting_ones():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.doctor import listen_addresses
+from scripts.ts_config import listen_addresses
 
 pytestmark = pytest.mark.unit
 
