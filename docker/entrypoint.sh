@@ -16,6 +16,12 @@ model_store=${SERVE_MODEL_STORE:-$workdir/model-store}
 log_dir=${SERVE_LOG_DIR:-$workdir/logs}           # snapshots go to $log_dir/config: mount a volume there
 snapshots=--snapshots                              # SERVE_SNAPSHOTS=off: the config alone (k8s)
 [ "${SERVE_SNAPSHOTS:-on}" = off ] && snapshots=
+wf_store=${SERVE_WF_STORE:-$workdir/wf-store}
+workflows=${SERVE_WORKFLOWS-photo_embedding.war}   # registered at every start (TorchServe keeps none); "" for none
+if [ -n "$workflows" ]; then
+  # shellcheck disable=SC2086  # a space-separated list of archive names
+  set -- --workflow-store "$wf_store" --workflows $workflows "$@"
+fi
 
 cd "$workdir"
 export PYTHONPATH="$app${PYTHONPATH:+:$PYTHONPATH}"

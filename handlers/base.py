@@ -26,7 +26,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
-from handlers.errors import InferenceFailed, OutOfResources, RequestError
+from handlers.errors import InferenceFailed, OutOfResources, RequestError, upstream_error
 from handlers.metrics import StageTimer, report_batch
 from handlers.weights import load_state_dict, read_metadata
 
@@ -117,6 +117,10 @@ class BundleHandler(BaseHandler):
         decoded: dict[int, Any] = {}
         failed: dict[int, Any] = {}
         for idx, request in enumerate(data):
+            upstream = upstream_error(request.get("body", request.get("data")))
+            if upstream:  # inside a workflow: an earlier node already failed this request
+                failed[idx] = upstream
+                continue
             try:
                 decoded[idx] = self.decode_request(request)
             except RequestError as err:

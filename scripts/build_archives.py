@@ -71,22 +71,26 @@ def build_archive(
 def stage_extra_files(folder: Path, weights_file: str, stage: Path) -> Path:
     """Copy handlers/*.py (no caches) and the export's side files into one folder to archive."""
     (stage / "handlers").mkdir()
-    for source in sorted(HANDLERS_DIR.glob("*.py")):
-        shutil.copyfile(source, stage / "handlers" / source.name)
+    for name, content in handler_sources().items():
+        (stage / name).write_bytes(content)
     for source in sorted(folder.iterdir()):
         if source.is_file() and source.name != weights_file:
             shutil.copyfile(source, stage / source.name)
     return stage
 
 
-def normalize_zip(path: Path, created_on: str) -> None:
-    """Rewrite the archive with sorted entries, fixed timestamps and a deterministic manifest."""
+def normalize_zip(path: Path, created_on: str, manifest: str = MANIFEST, extra: dict[str, bytes] | None = None) -> None:
+    """Rewrite the archive with sorted entries, fixed timestamps and a deterministic manifest.
+
+    `extra` adds entries (path in the archive -> content) the archiver cannot place itself.
+    """
     with zipfile.ZipFile(path) as archive:
         entries = {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
-    manifest = json.loads(entries[MANIFEST])
-    manifest["createdOn"] = datetime.fromisoformat(created_on).strftime("%d/%m/%Y %H:%M:%S")
-    entries[MANIFEST] = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    tmp = path.with_suffix(".mar.tmp")
+    entries.update(extra or {})
+    fields = json.loads(entries[manifest])
+    fields["createdOn"] = datetime.fromisoformat(created_on).strftime("%d/%m/%Y %H:%M:%S")
+    entries[manifest] = json.dumps(fields, indent=2, sort_keys=True).encode()
+    tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
@@ -94,6 +98,11 @@ def normalize_zip(path: Path, created_on: str) -> None:
             info.external_attr = 0o644 << 16
             archive.writestr(info, entries[name])
     tmp.replace(path)
+
+
+def handler_sources() -> dict[str, bytes]:
+    """handlers/*.py as archive entries under handlers/ (sources only, no caches)."""
+    return {f"handlers/{source.name}": source.read_bytes() for source in sorted(HANDLERS_DIR.glob("*.py"))}
 
 
 def main(argv: list[str] | None = None) -> int:

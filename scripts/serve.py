@@ -23,16 +23,22 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+from scripts.workflows import register_all
 
 STOP_TIMEOUT_S = 60
 
 
-def torchserve_command(config: Path, model_store: Path, models: list[str], snapshots: bool = False) -> list[str]:
+def torchserve_command(config: Path, model_store: Path, models: list[str], snapshots: bool = False,
+                       workflow_store: Path | None = None) -> list[str]:
     launcher = Path(sys.executable).with_name("torchserve")
     command = [str(launcher), "--start", "--foreground", *([] if snapshots else ["--ncs"]),
                "--ts-config", str(config), "--model-store", str(model_store)]
+    if workflow_store is not None:
+        command += ["--workflow-store", str(workflow_store)]
     return command + (["--models", *models] if models else [])
 
 
@@ -65,9 +71,15 @@ def _java_path() -> str:
     return os.pathsep.join(filter(None, [java_home and f"{java_home}/bin", os.environ.get("PATH", "")]))
 
 
-def run(command: list[str], run_dir: Path, log_dir: Path | None = None) -> int:
+def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start=None) -> int:
+    """Run the launcher in its own process group until it ends or a signal stops it.
+
+    `on_start` (optional) runs in a thread once the process is up, e.g. workflow registration.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TMPDIR": str(run_dir.resolve())}
+    # TMPDIR holds the launcher's pid file; TEMP becomes Java's tmpdir, where the worker sockets
+    # (.ts.sock.9000 ...) and unpacked archives live: private, so two servers never collide.
+    env = {**os.environ, "TMPDIR": str(run_dir.resolve()), "TEMP": str(run_dir.resolve())}
     if log_dir is not None:  # TorchServe's logs, metrics logs and snapshots (<log_dir>/config)
         env |= {"LOG_LOCATION": str(log_dir.resolve()), "METRICS_LOCATION": str(log_dir.resolve())}
     process = subprocess.Popen(command, env=env, start_new_session=True)
@@ -80,7 +92,11 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if on_start is not None:
+        threading.Thread(target=on_start, daemon=True).start()
     code = process.wait()
+    if not stop_requested:  # Java ended on its own (crash, or `make stop`): end its workers now
+        _signal_group(process.pid, signal.SIGTERM)
     clean_exit = _wait_for_group_exit(process.pid)
     if stop_requested:  # the launcher dies of the forwarded SIGTERM; Java's clean exit is what counts
         return 0 if clean_exit else 1
@@ -118,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=Path("logs/run"), help="private $TMPDIR for the launcher's pid file")
     parser.add_argument("--log-dir", type=Path, help="TorchServe's LOG_LOCATION (default: ./logs); snapshots go to <log-dir>/config")
     parser.add_argument("--snapshots", action="store_true", help="save snapshots and resume the models of the newest one")
+    parser.add_argument("--workflow-store", type=Path, help="folder of .war archives")
+    parser.add_argument("--workflows", nargs="*", default=[], help="archives of the workflow store to register once up")
     args = parser.parse_args(argv)
     check_java()
     if not args.model_store.is_dir():
@@ -126,8 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.snapshots:
         log_dir = args.log_dir or Path(os.environ.get("LOG_LOCATION", "logs"))
         config = resume_config(config, log_dir / "config", args.run_dir)
-    command = torchserve_command(config, args.model_store, args.models, args.snapshots)
-    return run(command, args.run_dir, args.log_dir)
+    if args.workflows and not (args.workflow_store and args.workflow_store.is_dir()):
+        sys.exit(f"serve: workflow store {args.workflow_store} does not exist; run `make archive` first")
+    command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store)
+    register = (lambda: register_in_background(args.config, args.workflows)) if args.workflows else None
+    return run(command, args.run_dir, args.log_dir, on_start=register)
+
+
+def register_in_background(config: Path, wars: list[str]) -> None:
+    """Workflows are not kept across restarts (TorchServe has no workflow snapshot): register them."""
+    try:
+        register_all(config, wars)
+    except Exception as exc:  # the server keeps running; say clearly what is missing
+        print(f"serve: workflow registration failed: {exc}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

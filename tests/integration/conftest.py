@@ -11,6 +11,7 @@ from PIL import Image
 
 from models.registry import get_spec
 from scripts.build_archives import build_archive
+from scripts.build_workflow import DEFAULT_SPEC, build_workflow
 from scripts.export_weights import export
 from tests.integration.server import TorchServe
 
@@ -37,9 +38,18 @@ def model_store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, model_store) -> TorchServe:
+def wf_store(tmp_path_factory) -> Path:
+    """photo_embedding.war, whose models are the model store's archives."""
+    store = tmp_path_factory.mktemp("wf-store")
+    build_workflow(DEFAULT_SPEC, store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, model_store, wf_store) -> TorchServe:
     ts = TorchServe.start(
-        tmp_path_factory.mktemp("server"), model_store, "efficientnet_lite0=efficientnet_lite0.mar,minilm=minilm.mar"
+        tmp_path_factory.mktemp("server"), model_store, "efficientnet_lite0=efficientnet_lite0.mar,minilm=minilm.mar",
+        workflow_store=wf_store, workflows=("photo_embedding.war",),
     )
     yield ts
     assert ts.stop() == 0

@@ -46,11 +46,15 @@ class TorchServe:
     process: subprocess.Popen
 
     @classmethod
-    def start(cls, workdir: Path, model_store: Path, load_models: str) -> "TorchServe":
+    def start(cls, workdir: Path, model_store: Path, load_models: str,
+              workflow_store: Path | None = None, workflows: tuple[str, ...] = ()) -> "TorchServe":
+        """Start as `make serve` does: scripts/serve.py, registering `workflows` once up."""
         workdir.mkdir(parents=True, exist_ok=True)
         urls = write_config(workdir / "config.properties", model_store, load_models)
         command = [sys.executable, "-m", "scripts.serve", "--config", "config.properties",
                    "--model-store", str(model_store), "--run-dir", str(workdir / "run")]
+        if workflow_store is not None:
+            command += ["--workflow-store", str(workflow_store), "--workflows", *workflows]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log = open(workdir / "serve.out", "wb")
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)

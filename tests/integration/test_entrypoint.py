@@ -3,9 +3,9 @@ a real prediction, the healthcheck, snapshots in the log folder, and a clean sto
 
 It runs from a copy of just the files the Dockerfile's runtime stage puts in /app, so a file the
 image lacks fails here too. Only what Docker would differ in is overridden: paths (SERVE_*),
-ports (TorchServe's own TS_*_ADDRESS and TS_GRPC_*_PORT, which the container config lets
-environment variables set) and TEMP, Java's tmpdir, so that this server's worker sockets don't
-meet the session server's in /tmp.
+and ports (TorchServe's own TS_*_ADDRESS and TS_GRPC_*_PORT, which the container config lets
+environment variables set). Worker sockets are private already: scripts/serve.py gives every
+server its own Java tmpdir.
 """
 
 from __future__ import annotations
@@ -47,16 +47,15 @@ def env(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("entrypoint")
     weights = export(get_spec("efficientnet_lite0"), root / "weights").parent
     build_archive("efficientnet_lite0", weights, root / "model-store")
-    (root / "tmp").mkdir()
     return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "SERVE_WORKDIR": str(root),
         "SERVE_MODEL_STORE": str(root / "model-store"),
         "SERVE_LOG_DIR": str(root / "logs"),
-        "TEMP": str(root / "tmp"),
+        "SERVE_WORKFLOWS": "",  # the session server covers workflow registration
         **{f"TS_{api.upper()}_ADDRESS": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management", "metrics")},
-        **{f"TS_GRPC_{api}_PORT": str(free_port()) for api in ("INFERENCE", "MANAGEMENT")},  # 7070/7071: the session server's
+        **{f"TS_GRPC_{api}_PORT": str(free_port()) for api in ("INFERENCE", "MANAGEMENT")},  # not 7070/7071: make serve may hold them
     }
 
 

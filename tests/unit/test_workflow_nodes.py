@@ -1,0 +1,110 @@
+"""handlers/workflow_nodes.py, the error pass-through, and the reproducible .war."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zipfile
+
+import pytest
+import yaml
+
+from handlers import workflow_nodes as nodes
+from handlers.errors import UndecodableInput, status_for, upstream_error
+from scripts.build_workflow import DEFAULT_SPEC, build_workflow
+
+pytestmark = pytest.mark.unit
+ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}, indent=2).encode()
+
+
+@pytest.mark.parametrize(
+    ("labels", "caption"),
+    [
+        ({"tabby": 0.45, "Egyptian cat": 0.24, "tiger cat": 0.22, "lynx": 0.01}, "a photo of a tabby, Egyptian cat, tiger cat"),
+        ({"espresso": 0.86, "cup": 0.07}, "a photo of an espresso"),
+        ({"cup": 0.05, "espresso": 0.04}, "a photo of a cup"),  # nothing likely: still the top label
+        ({"b": 0.2, "a": 0.5}, "a photo of an a, b"),  # ordered by probability, not by input order
+    ],
+)
+def test_caption_for(labels, caption):
+    assert nodes.caption_for(labels) == caption
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (ERROR_BODY, 422),
+        (bytearray(ERROR_BODY), 422),
+        ({"error": "payload_too_large", "detail": "x"}, 413),
+        ({"error": "invalid_payload", "detail": "x", "status": 400}, 400),
+        ({"error": "no_such_code", "detail": "x"}, 500),
+    ],
+)
+def test_upstream_errors_are_recognised_with_their_status(payload, status):
+    assert upstream_error(payload).status_code == status
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff\xd8\xff\xe0 jpeg", b'{"text": "an error was made"}', {"text": "x"}, {"error": "x"},
+     {"error": 1, "detail": "x"}, b'{"error": broken', None, "plain text"],
+)
+def test_ordinary_payloads_are_not_upstream_errors(payload):
+    assert upstream_error(payload) is None
+
+
+def test_status_for_known_codes():
+    assert status_for(UndecodableInput.code) == 422
+
+
+def test_functions_do_nothing_when_the_node_loads():
+    assert nodes.pre(None, None) is None and nodes.caption(None, None) is None and nodes.assemble(None, None) is None
+
+
+def test_pre_unwraps_each_request_or_gives_its_error():
+    image = b"\x89PNG fake bytes"
+    rows = [{"body": bytearray(image)}, {"body": {"data": base64.b64encode(image).decode()}}, {"body": bytearray()}, {}]
+    out = nodes.pre(rows, None)
+    assert out[:2] == [image, image]
+    assert out[2]["error"] == "empty_payload" and out[3]["error"] == "unsupported_media_type"
+
+
+def test_caption_passes_errors_on_and_captions_labels():
+    out = nodes.caption([{"body": bytearray(ERROR_BODY)}, {"body": bytearray(b'{"espresso": 0.9}')}], None)
+    assert out == [{"error": "undecodable_input", "detail": "not an image"}, {"text": "a photo of an espresso"}]
+
+
+def test_assemble_joins_three_inputs_or_reports_the_first_failure_with_status():
+    good = {"efficientnet_lite0": b'{"espresso": 0.9}', "caption": b'{"text": "a photo of an espresso"}',
+            "minilm": b'{"embedding": [0.6, 0.8], "truncated": false}'}
+    failed = {**good, "efficientnet_lite0": ERROR_BODY, "caption": ERROR_BODY, "minilm": ERROR_BODY}
+    ok, bad = nodes.assemble([good, failed], None)
+    assert ok == {"labels": {"espresso": 0.9}, "caption": "a photo of an espresso", "embedding": [0.6, 0.8]}
+    assert bad == {"error": "undecodable_input", "detail": "not an image", "status": 422}
+
+
+def test_a_bug_in_a_step_fails_that_request_only():
+    out = nodes.caption([{"body": bytearray(b"not json")}, {"body": bytearray(b'{"cup": 0.9}')}], None)
+    assert out[0]["error"] == "inference_failed" and out[1] == {"text": "a photo of a cup"}
+
+
+def test_the_spec_names_the_nodes_the_handler_defines():
+    spec = yaml.safe_load(DEFAULT_SPEC.read_text())
+    dag_nodes = set(spec["dag"]) | {n for targets in spec["dag"].values() for n in targets}
+    models = {name for name, value in spec["models"].items() if isinstance(value, dict)}
+    assert {nodes.CLASSIFIER, nodes.EMBEDDER} == models
+    assert dag_nodes - models == {"pre", nodes.CAPTION, "assemble"}
+    assert all(callable(getattr(nodes, name)) for name in dag_nodes - models)
+    assert sorted(n for n, targets in spec["dag"].items() if "assemble" in targets) == sorted(
+        [nodes.CLASSIFIER, nodes.CAPTION, nodes.EMBEDDER])
+
+
+def test_war_is_reproducible_and_carries_the_handlers_package(tmp_path):
+    first = build_workflow(DEFAULT_SPEC, tmp_path / "a")
+    second = build_workflow(DEFAULT_SPEC, tmp_path / "b")
+    assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
+    names = zipfile.ZipFile(first).namelist()
+    assert {"WAR-INF/MANIFEST.json", "photo_embedding.yaml", "workflow_nodes.py", "handlers/vision.py",
+            "handlers/errors.py"} <= set(names)
+    assert not any("__pycache__" in name for name in names)
