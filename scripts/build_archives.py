@@ -25,7 +25,7 @@ from pathlib import Path
 from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
 
-from handlers.weights import METADATA_FILE, read_metadata, sha256_file
+from handlers.weights import read_metadata, sha256_file
 from models.registry import CONFIG_DIR, DEFAULT_MODEL, IMAGE_HANDLER, REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent

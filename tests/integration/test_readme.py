@@ -9,7 +9,9 @@ import subprocess
 
 import pytest
 
+from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 from tests.integration.server import REPO
+from tests.integration.test_workflow import workflow  # noqa: F401  (fixture)
 
 README = (REPO / "README.md").read_text()
 
@@ -48,6 +50,21 @@ def test_quickstart_curl_gives_a_cat(server, env):
 @pytest.mark.parametrize("command", [c for c in recipes("/predictions/efficientnet_lite0") if "coffee.jpg" in c])
 def test_every_coffee_recipe_gives_espresso(server, env, command):
     assert next(iter(json.loads(run(command, server, env)))) == "espresso"
+
+
+SHOWN = documented_recipes(REPO / "README.md", "/predictions/minilm") + documented_recipes(REPO / "README.md", "/wfpredict/")
+
+
+def test_text_and_workflow_recipes_are_found():
+    assert len(SHOWN) == 4
+
+
+@pytest.mark.parametrize("command, shown", SHOWN, ids=lambda value: value[:70] if "curl" in value else "")
+def test_text_and_workflow_recipes_give_their_shown_output(server, command, shown, request):
+    if "/wfpredict/" in command:
+        request.getfixturevalue("workflow")  # registered by serve.py in the background
+    output = run_recipe(command, server)
+    assert agrees(documented_value(shown), parsed(output)), output[:500]
 
 
 def test_there_are_four_coffee_recipes():

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-import json
-import os
-import re
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
+from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 from tests.integration.server import REPO
 from tests.integration.test_metrics import scrape
 
@@ -147,46 +143,16 @@ def test_bad_input_gets_json_4xx_and_the_worker_survives(server, body, headers, 
 
 
 # ---- docs/text-recipes.md, run as written (only host:port differ) -----------------------------
-def documented_recipes() -> list[tuple[str, str]]:
-    """(shell command, the output block shown after it) for every ```bash block that runs curl."""
-    blocks = re.findall(r"```(\w+)\n(.*?)```", (REPO / "docs" / "text-recipes.md").read_text(), flags=re.S)
-    return [(body.strip(), blocks[i + 1][1]) for i, (lang, body) in enumerate(blocks) if lang == "bash" and "curl" in body]
-
-
-def documented_value(text: str):
-    """The shown output as data; a list cut with `...` ends with the marker "..."."""
-    for candidate in (text, re.sub(r",\s*\.\.\.\]", ', "..."]', text)):
-        try:
-            return json.loads(candidate)
-        except json.JSONDecodeError:
-            pass
-    return ast.literal_eval(text.strip())
-
-
-def agrees(shown, actual) -> bool:
-    if isinstance(shown, dict):
-        return isinstance(actual, dict) and shown.keys() == actual.keys() and all(agrees(shown[k], actual[k]) for k in shown)
-    if isinstance(shown, list):
-        cut = bool(shown) and shown[-1] == "..."
-        shown = shown[:-1] if cut else shown
-        fits = len(actual) == 384 if cut else len(actual) == len(shown)
-        return isinstance(actual, list) and fits and all(agrees(s, a) for s, a in zip(shown, actual))
-    if isinstance(shown, float) and not isinstance(actual, bool):
-        return abs(shown - actual) <= 1e-4
-    return shown == actual
+TEXT_RECIPES = REPO / "docs" / "text-recipes.md"
 
 
 def test_the_recipes_doc_has_its_recipes():
-    commands = [command for command, _ in documented_recipes()]
+    commands = [command for command, _ in documented_recipes(TEXT_RECIPES)]
     assert len(commands) == 10
     assert all("http://127.0.0.1:8080/predictions/minilm" in command for command in commands)
 
 
-@pytest.mark.parametrize("command, shown", documented_recipes(), ids=lambda value: value[:60] if "curl" in value else "")
+@pytest.mark.parametrize("command, shown", documented_recipes(TEXT_RECIPES), ids=lambda value: value[:60] if "curl" in value else "")
 def test_every_recipe_gives_its_documented_output(server, command, shown):
-    command = command.replace("http://127.0.0.1:8080", server.urls["inference"])
-    env = {**os.environ, "INF": server.keys["inference"]}
-    result = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    actual = json.loads(result.stdout) if result.stdout.lstrip().startswith("{") else ast.literal_eval(result.stdout.strip())
-    assert agrees(documented_value(shown), actual), result.stdout[:500]
+    output = run_recipe(command, server)
+    assert agrees(documented_value(shown), parsed(output)), output[:500]
