@@ -25,7 +25,7 @@ def coffee() -> Image.Image:
     return Image.fromarray(data.coffee())
 
 
-def _encode(image: Image.Image, fmt: str, **save_args) -> bytes:
+def encode_image(image: Image.Image, fmt: str, **save_args) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save_args)
     return buffer.getvalue()
@@ -34,4 +34,4 @@ def _encode(image: Image.Image, fmt: str, **save_args) -> bytes:
 @pytest.fixture(scope="session")
 def encode() -> Callable[..., bytes]:
     """encode(image, "PNG", **save_args) -> the encoded bytes."""
-    return _encode
+    return encode_image

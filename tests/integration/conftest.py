@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from models.registry import get_spec
 from scripts.build_archives import build_archive
 from scripts.build_workflow import DEFAULT_SPEC, build_workflow
 from scripts.export_weights import export
+from tests.conftest import encode_image as encode  # noqa: F401  (the integration tests import it from here)
 from tests.integration.server import TorchServe
 
 pytestmark = pytest.mark.integration
@@ -53,23 +52,3 @@ def server(tmp_path_factory, model_store, wf_store) -> TorchServe:
     )
     yield ts
     assert ts.stop() == 0
-
-
-def encode(image: Image.Image, fmt: str, **save_args) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **save_args)
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="session")
-def chelsea() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.chelsea())
-
-
-@pytest.fixture(scope="session")
-def coffee() -> Image.Image:
-    from skimage import data
-
-    return Image.fromarray(data.coffee())
