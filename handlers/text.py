@@ -75,6 +75,8 @@ def parse_raw(raw: bytes | bytearray) -> str | Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidPayload(f"the body looks like JSON but does not parse ({exc.msg} at char {exc.pos}); {SEND_TEXT}") from None
+    except RecursionError:  # json's parser recurses per nesting level: a 100000-deep array ends here
+        raise InvalidPayload(f"the JSON is nested too deeply to parse; {SEND_TEXT}") from None
 
 
 def from_json(payload: Mapping[str, Any], max_texts: int, max_chars: int, default_labels: Sequence[str]) -> TextRequest:
@@ -121,6 +123,13 @@ def checked_text(value: Any, name: str, max_chars: int) -> str:
         raise EmptyPayload(f'"{name}" is empty')
     if len(value) > max_chars:
         raise PayloadTooLarge(f'"{name}" has {len(value)} characters; the limit is {max_chars}')
+    nul = value.find("\x00")
+    if nul >= 0:  # no text has one; it truncates strings in C code, logs and databases
+        raise InvalidPayload(f'"{name}" contains a NUL character (U+0000) at position {nul}')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON "\ud800": a lone surrogate the tokenizer cannot take
+        raise UndecodableInput(f'"{name}" is not valid Unicode ({exc.reason} at position {exc.start})') from None
     return value
 
 

@@ -91,6 +91,11 @@ def test_empty_labels_ask_for_the_configured_defaults():
         ({"body": {"text": "a", "labels": "sports"}}, InvalidPayload, '"labels" must be a list'),
         ({"body": {"text": "a", "labels": ["ok", ""]}}, EmptyPayload, r'"labels\[1\]" is empty'),
         ({"body": {"text": "a", "labels": list("abcd")}}, PayloadTooLarge, '"labels" has 4 items'),
+        ({"body": {"text": "a\x00b"}}, InvalidPayload, r'"text" contains a NUL character \(U\+0000\) at position 1'),
+        ({"body": "a\x00b"}, InvalidPayload, "NUL character"),
+        ({"body": {"texts": ["ok", "\x00"]}}, InvalidPayload, r'"texts\[1\]" contains a NUL'),
+        ({"body": {"text": "a\ud800b"}}, UndecodableInput, r'"text" is not valid Unicode \(surrogates not allowed at position 1\)'),
+        ({"body": {"text": "a", "labels": ["\udfff"]}}, UndecodableInput, r'"labels\[0\]" is not valid Unicode'),
     ],
     ids=repr,
 )
@@ -98,6 +103,13 @@ def test_rejected_payloads_name_the_problem(request_, error, message):
     with pytest.raises(error, match=message) as caught:
         extract(request_)
     assert caught.value.to_body()["detail"]
+
+
+def test_json_nested_too_deeply_to_parse_is_a_400():
+    """json.loads raises RecursionError, not JSONDecodeError, on a 100000-deep array."""
+    deep = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(InvalidPayload, match="nested too deeply"):
+        extract({"body": deep})
 
 
 # ---- tokens ------------------------------------------------------------------------------
