@@ -43,6 +43,12 @@ class ImageSettings(HandlerSettings):
     """Per-channel mean subtracted after scaling pixels to [0, 1]."""
     std: tuple[float, ...] = IMAGENET_STD
     """Per-channel standard deviation divided out after the mean."""
+    max_upscale: float = 16.0
+    """How many times the shorter side may be enlarged to reach `resize`; smaller images (under
+    16 px for resize 256: a tracking pixel, an icon) are refused (422): they hold nothing to classify."""
+    max_aspect_ratio: float = 20.0
+    """Longest side over shortest side accepted (422 above it): a 100000x1 strip is refused, not
+    cropped to a sliver."""
     max_bytes: int = 20 * 1024 * 1024
     """Largest encoded image accepted (413 above it)."""
     max_pixels: int = 40_000_000
@@ -56,6 +62,9 @@ class ImageSettings(HandlerSettings):
             raise ValueError(f"crop ({self.crop}) must be positive and not above resize ({self.resize})")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need three values each, std positive")
+        for name in ("max_upscale", "max_aspect_ratio"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

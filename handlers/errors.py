@@ -47,6 +47,13 @@ class UndecodableInput(RequestError):
     code = "undecodable_input"
 
 
+class UnsupportedDimensions(RequestError):
+    """A decodable image with nothing to classify in it: a tracking pixel, a 100000x1 strip."""
+
+    status_code = 422
+    code = "unsupported_dimensions"
+
+
 class InferenceFailed(RequestError):
     status_code = 500
     code = "inference_failed"

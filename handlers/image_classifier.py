@@ -9,7 +9,14 @@ import torch
 
 from handlers.base import BundleHandler
 from handlers.config import ImageSettings
-from handlers.vision import decode_image, extract_image_bytes, image_to_tensor, normalize_batch, top_k_labels
+from handlers.vision import (
+    check_proportions,
+    decode_image,
+    extract_image_bytes,
+    image_to_tensor,
+    normalize_batch,
+    top_k_labels,
+)
 
 LABELS_FILE = "labels.json"
 
@@ -26,6 +33,7 @@ class ImageClassifier(BundleHandler):
     def decode_request(self, request: dict) -> torch.Tensor:
         raw = extract_image_bytes(request, self.settings.max_bytes)
         image = decode_image(raw, self.settings.max_pixels)
+        check_proportions(image.size, self.settings.resize, self.settings.max_upscale, self.settings.max_aspect_ratio)
         return image_to_tensor(image, self.settings.resize, self.settings.crop)
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:

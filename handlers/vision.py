@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -20,6 +21,7 @@ from handlers.errors import (
     InvalidPayload,
     PayloadTooLarge,
     UndecodableInput,
+    UnsupportedDimensions,
     UnsupportedMediaType,
 )
 
@@ -99,6 +101,21 @@ def _open_checked(raw: bytes, max_pixels: int) -> Image.Image:
     if min(width, height) < 1:
         raise UndecodableInput(f"the image has no pixels ({width}x{height})")
     return image
+
+
+def check_proportions(size: tuple[int, int], resize: int, max_upscale: float, max_aspect_ratio: float) -> None:
+    """Refuse shapes with nothing to classify: a tracking pixel, or a 100000x1 strip whose
+    centre crop would be a sliver stretched a thousandfold."""
+    width, height = size
+    short, long = min(size), max(size)
+    if short * max_upscale < resize:
+        raise UnsupportedDimensions(
+            f"the image is {width}x{height} pixels; its shorter side must be at least "
+            f"{math.ceil(resize / max_upscale)} pixels")
+    if long > short * max_aspect_ratio:
+        raise UnsupportedDimensions(
+            f"the image is {width}x{height} pixels, {long / short:.0f}:1; the longest side may be "
+            f"at most {max_aspect_ratio:g} times the shortest")
 
 
 def apply_exif_orientation(image: Image.Image) -> Image.Image:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import shutil
 
 import pytest
@@ -22,6 +23,12 @@ ORIENTATION = 0x0112
 def top1(reply) -> str:
     assert reply.status == 200, reply.body
     return next(iter(reply.body))
+
+
+def blank_png(width: int, height: int) -> bytearray:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, "PNG")
+    return bytearray(buffer.getvalue())
 
 
 def rotated_with_exif(image: Image.Image, encode) -> bytes:
@@ -113,7 +120,10 @@ def test_batch_results_do_not_depend_on_batch_company(classifier, classifier_con
         ({"body": {"image": "x"}}, 400, "invalid_payload"),
         ({"body": bytearray(b"\xff\xd8\xff\xe0 truncated jpeg")}, 422, "undecodable_input"),
         ({}, 415, "unsupported_media_type"),
+        ({"body": blank_png(1, 1)}, 422, "unsupported_dimensions"),
+        ({"body": blank_png(100_000, 1)}, 422, "unsupported_dimensions"),
     ],
+    ids=["empty", "bad-base64", "json-without-data", "truncated-jpeg", "no-body", "1x1", "100000x1"],
 )
 def test_single_bad_request(classifier, classifier_context, serve, request_dict, status, code):
     (reply,) = serve(classifier, classifier_context, [request_dict])

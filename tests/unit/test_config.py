@@ -105,6 +105,8 @@ def test_wrong_types_are_rejected(raw):
         ({"std": [0.2, 0.2, 0.2, 0.2]}, "std"),
         ({"std": [0.2, 0.0, 0.2]}, "std"),
         ({"std": [0.2, -1, 0.2]}, "std"),
+        ({"max_upscale": 0.5}, "max_upscale must be at least 1"),
+        ({"max_aspect_ratio": 0}, "max_aspect_ratio must be at least 1"),
     ],
     ids=repr,
 )

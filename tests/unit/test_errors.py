@@ -18,6 +18,7 @@ TABLE = [
     (errors.UnsupportedMediaType, 415, "unsupported_media_type"),
     (errors.PayloadTooLarge, 413, "payload_too_large"),
     (errors.UndecodableInput, 422, "undecodable_input"),
+    (errors.UnsupportedDimensions, 422, "unsupported_dimensions"),
     (errors.InferenceFailed, 500, "inference_failed"),
     (errors.OutOfResources, 507, "out_of_resources"),
 ]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handlers.errors import PayloadTooLarge, UndecodableInput, UnsupportedMediaType
-from handlers.vision import decode_image
+from handlers.errors import PayloadTooLarge, UndecodableInput, UnsupportedDimensions, UnsupportedMediaType
+from handlers.vision import check_proportions, decode_image
 
 pytestmark = pytest.mark.unit
 
@@ -208,3 +208,27 @@ def test_too_many_pixels_refused_from_the_header(width, height, max_pixels):
 
 def test_pixel_limit_is_inclusive(encode):
     assert decode_image(encode(Image.new("RGB", (100, 100)), "PNG"), 10_000).size == (100, 100)
+
+
+@pytest.mark.parametrize(
+    "size, refused",
+    [
+        ((1, 1), "1x1 pixels; its shorter side must be at least 16 pixels"),
+        ((400, 15), "at least 16"),
+        ((100000, 1), "at least 16"),
+        ((100000, 20), "100000x20 pixels, 5000:1; the longest side may be at most 20 times the shortest"),
+        ((20, 401), "20x401 pixels, 20:1"),
+        ((16, 16), None),
+        ((16, 320), None),
+        ((451, 300), None),
+        ((4000, 3000), None),
+    ],
+)
+def test_images_with_nothing_to_classify_are_refused(size, refused):
+    """resize 256, max_upscale 16, max_aspect_ratio 20: the shipped defaults."""
+    if refused is None:
+        check_proportions(size, 256, 16.0, 20.0)
+        return
+    with pytest.raises(UnsupportedDimensions, match=refused) as caught:
+        check_proportions(size, 256, 16.0, 20.0)
+    assert caught.value.status_code == 422
