@@ -154,6 +154,7 @@ def test_fp16_on_cpu_fails_initialize(make_context, model_dir):
         ImageClassifier().initialize(context)
 
 
+@pytest.mark.reliability
 def test_tampered_weights_fail_initialize(make_context, model_dir, tmp_path):
     tampered = tmp_path / "model_dir"
     shutil.copytree(model_dir, tampered)

@@ -14,7 +14,7 @@ from torch import nn
 from handlers.base import BundleHandler
 from handlers.errors import InferenceFailed, InvalidPayload, OutOfResources
 
-pytestmark = pytest.mark.handler
+pytestmark = [pytest.mark.handler, pytest.mark.reliability]
 
 HUGE = 1000.0  # an item whose first value is above this never fits in memory
 ENCODE_FAILS = 0.25  # encode_response fails on a row whose second value is this (doubled: 0.5)
@@ -146,6 +146,19 @@ def test_oom_at_batch_size_one_is_507_for_that_item_only(make_handler, serve, oo
     assert [r.status for r in replies] == [200, 200, 507, 200]
     assert replies[2].body["error"] == "out_of_resources"
     assert [replies[i].body for i in (0, 1, 3)] == [expected_ok(requests[i]) for i in (0, 1, 3)]
+
+
+@pytest.mark.parametrize("kind, status, error", [("poisoned", 500, "inference_failed"), ("huge", 507, "out_of_resources")])
+def test_the_batch_is_halved_down_to_the_one_failing_item(make_handler, serve, kind, status, error):
+    """8 -> 4 + 4 -> (2 -> 1 + 1) + 2: the failing item is alone when it gets its error, and
+    every other item is answered from a batch that succeeded."""
+    handler, context = make_handler()
+    requests = items(8, **{kind: {5}})
+    replies = serve(handler, context, requests)
+    assert handler.probe.calls == [8, 4, 4, 2, 1, 1, 2]
+    assert [r.status for r in replies] == [200] * 5 + [status] + [200] * 2
+    assert replies[5].body["error"] == error
+    assert [r.body for i, r in enumerate(replies) if i != 5] == [expected_ok(q) for i, q in enumerate(requests) if i != 5]
 
 
 def test_nothing_fits(make_handler, serve):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from scripts.build_archives import build_archive
 from scripts.build_workflow import DEFAULT_SPEC, build_workflow
 from scripts.export_weights import export
 from tests.conftest import encode_image as encode  # noqa: F401  (the integration tests import it from here)
+from tests.integration.figures import summary_lines
 from tests.integration.server import TorchServe
 
 pytestmark = pytest.mark.integration
@@ -21,6 +23,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability tests' measured figures (tests/integration/figures.py), if any ran."""
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +63,15 @@ def server(tmp_path_factory, model_store, wf_store) -> TorchServe:
     )
     yield ts
     assert ts.stop() == 0
+
+
+@pytest.fixture(scope="session")
+def settled(server) -> TorchServe:
+    """The server once serve.py's background registration of the workflow is over. While it runs
+    (20-35 s on 2 cores) TorchServe 0.12 holds predictions and some management requests until it
+    ends (docs/reliability.md): timings and short timeouts measured then would measure that."""
+    deadline = time.monotonic() + 240
+    while server.manage("GET", "/workflows/photo_embedding").status_code != 200:
+        assert time.monotonic() < deadline, f"photo_embedding not registered; see {server.workdir / 'serve.out'}"
+        time.sleep(1)
+    return server

@@ -1,9 +1,14 @@
-"""Token auth on both APIs, and registration from remote URLs refused."""
+"""Token auth on both APIs, registration from remote URLs refused, every port on loopback."""
 
 from __future__ import annotations
 
+import ipaddress
+
+import psutil
 import pytest
 import requests
+
+pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("settled")]  # 10 s timeouts below
 
 
 @pytest.mark.parametrize("api,path", [("inference", "/predictions/efficientnet_lite0"), ("management", "/models")])
@@ -26,3 +31,17 @@ def test_registration_outside_the_model_store_is_refused(server, url):
     response = server.manage("POST", "/models", params={"url": url})
     assert response.status_code == 404
     assert "allowed URL" in response.json()["message"]
+
+
+def test_every_port_the_server_opens_is_on_loopback(server):
+    """What Java really binds: inference, management, metrics and both gRPC ports (which the
+    config does not name; TorchServe's default is loopback)."""
+    java = [p for p in psutil.Process(server.process.pid).children(recursive=True) if p.name() == "java"]
+    assert len(java) == 1
+    listening = [c.laddr for c in java[0].net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert len(listening) == 5, listening
+    for address in listening:
+        ip = ipaddress.ip_address(address.ip)
+        assert (ip.ipv4_mapped or ip).is_loopback, address  # Java reports ::ffff:127.0.0.1
+    ports = {address.port for address in listening}
+    assert {int(url.rsplit(":", 1)[1]) for url in server.urls.values()} <= ports

@@ -9,6 +9,8 @@ import pytest
 from tests.integration.conftest import encode
 from tests.integration.test_metrics import scrape
 
+pytestmark = pytest.mark.reliability
+
 BATCHED = "batched_lite0"
 
 

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from handlers.errors import PayloadTooLarge, UndecodableInput, UnsupportedDimensions, UnsupportedMediaType
 from handlers.vision import check_proportions, decode_image
@@ -204,6 +204,17 @@ def test_too_many_pixels_refused_from_the_header(width, height, max_pixels):
     with pytest.raises(PayloadTooLarge) as caught:
         decode_image(raw, max_pixels)
     assert caught.value.status_code == 413
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("side, message", [(30000, "too many pixels"), (8000, "8000x8000 pixels; the limit")])
+def test_bomb_is_refused_before_any_pixel_is_decoded(monkeypatch, side, message):
+    def decode_pixels(image):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode_pixels)
+    with pytest.raises(PayloadTooLarge, match=message):
+        decode_image(png_header_only(side, side), MAX_PIXELS)
 
 
 def test_pixel_limit_is_inclusive(encode):

@@ -52,12 +52,14 @@ def test_sha256_file_matches_hashlib(tmp_path):
 
 
 @pytest.mark.parametrize("filename", ["model.safetensors", "model.pth", "model.pt"])
+@pytest.mark.reliability
 def test_verified_state_dict_loads(tmp_path, model, filename):
     metadata = export_dir(tmp_path, model, filename)
     assert read_metadata(tmp_path) == metadata
     assert_same_state(load_state_dict(tmp_path, metadata), model)
 
 
+@pytest.mark.reliability
 def test_sha256_mismatch_is_refused(tmp_path, model):
     metadata = export_dir(tmp_path, model)
     path = tmp_path / "model.safetensors"
@@ -80,6 +82,7 @@ def test_missing_metadata_names_the_export_script(tmp_path):
         read_metadata(tmp_path)
 
 
+@pytest.mark.reliability
 def test_pickled_module_is_refused(tmp_path, model):
     path = tmp_path / "whole_model.pth"
     torch.save(model, path)  # the whole nn.Module object: loading it would run pickled code
@@ -87,6 +90,7 @@ def test_pickled_module_is_refused(tmp_path, model):
         read_state_dict(path)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "payload",
     [

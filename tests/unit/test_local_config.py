@@ -1,0 +1,62 @@
+"""config.properties, the local config (`make serve`): what keeps the server private and locked."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import pytest
+
+from scripts.ts_config import listen_addresses
+
+pytestmark = [pytest.mark.unit, pytest.mark.reliability]
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = (REPO / "config.properties").read_text()
+
+
+def properties(text: str) -> dict[str, str]:
+    """key=value lines, with java.util.Properties' backslash escapes undone."""
+    pairs = re.findall(r"^([\w.]+)=(.*)$", text, flags=re.M)
+    return {key: re.sub(r"\\(.)", r"\1", value) for key, value in pairs}
+
+
+PROPERTIES = properties(CONFIG)
+
+
+def test_every_api_listens_on_loopback():
+    addresses = listen_addresses(CONFIG)
+    assert set(addresses) == {"inference", "management", "metrics"}
+    for api, (host, _) in addresses.items():
+        assert ipaddress.ip_address(host).is_loopback, api
+
+
+def test_grpc_stays_on_torchserves_loopback_default():
+    """TorchServe binds gRPC to 127.0.0.1 unless grpc_*_address says otherwise (see test_auth)."""
+    for key in ("grpc_inference_address", "grpc_management_address"):
+        assert ipaddress.ip_address(PROPERTIES.get(key, "127.0.0.1")).is_loopback
+
+
+def test_token_authorization_is_on():
+    assert PROPERTIES["disable_token_authorization"] == "false"
+
+
+@pytest.mark.parametrize(
+    "url, allowed",
+    [
+        ("https://example.com/model-store/evil.mar", False),
+        ("http://127.0.0.1:8000/model-store/evil.mar", False),
+        ("HTTPS://EXAMPLE.COM/evil.mar", False),
+        ("s3://bucket/model-store/evil.mar", False),
+        ("file:///etc/passwd", False),
+        ("file:///tmp/evil.mar", False),
+        ("file:///srv/model-store/sub/evil.mar", False),
+        ("file:///srv/model-store/resnet.mar", True),
+        ("/srv/model-store/resnet.mar", True),
+    ],
+)
+def test_allowed_urls_admit_only_archives_in_a_model_store(url, allowed):
+    """TorchServe matches each comma-separated regex against the whole URL, ignoring case."""
+    patterns = PROPERTIES["allowed_urls"].split(",")
+    assert any(re.fullmatch(p, url, flags=re.IGNORECASE) for p in patterns) is allowed
