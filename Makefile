@@ -61,6 +61,14 @@ stop:  ## stop a TorchServe started by `make serve` in another terminal
 test: $(STAMP)  ## run the whole test suite (unit, handler, integration)
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The load test of `make test` (2,000 requests) at soak size, on a server of its own (started and
+# stopped by the test session). Prints p50/p99/throughput under "reliability figures".
+SOAK_REQUESTS ?= 20000
+SOAK_MODEL    ?= minilm
+.PHONY: soak
+soak: $(STAMP)  ## SOAK_REQUESTS (20,000) at concurrency 64: nothing lost, no 5xx but queue-full 503
+	LOAD_REQUESTS=$(SOAK_REQUESTS) LOAD_MODEL=$(SOAK_MODEL) $(PY) -m pytest tests/integration/test_load.py -k bounded_load
+
 # The image (Dockerfile, docs/docker.md). It builds its own weights and archives for MODELS.
 IMAGE   ?= torchserve-bundle
 VARIANT ?= cpu

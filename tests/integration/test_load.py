@@ -1,0 +1,88 @@
+"""Bounded load through the real server (scripts/loadgen.py: loopback only, a fixed number of
+requests): nothing lost, no 5xx but a queue-full 503, p50/p99/throughput in the run's summary.
+
+CI size: 2,000 requests at concurrency 64. `make soak` runs the same test with 20,000
+(LOAD_REQUESTS); LOAD_MODEL=efficientnet_lite0 loads the image endpoint instead of the text one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.loadgen import LoadResult, run_load
+from tests.integration.figures import record
+from tests.integration.server import REPO
+
+pytestmark = pytest.mark.reliability
+
+LOAD_REQUESTS = int(os.environ.get("LOAD_REQUESTS", "2000"))
+LOAD_CONCURRENCY = int(os.environ.get("LOAD_CONCURRENCY", "64"))
+LOAD_MODEL = os.environ.get("LOAD_MODEL", "minilm")
+BODIES = {
+    "minilm": (b'{"text": "A man is eating food."}', "application/json"),
+    "efficientnet_lite0": ((REPO / "samples" / "cat.jpg").read_bytes(), "application/octet-stream"),
+}
+QUEUE_FULL = "has no worker to serve inference request"
+"""TorchServe 0.12's own words for a full job queue (ApiUtils): it names the model and suggests
+scaling workers; the bundle cannot reword it (the frontend answers before any handler runs)."""
+QUEUED_MODEL, QUEUE_SIZE = "queue_lite0", 2
+
+
+def load(server, model: str, total: int, concurrency: int, payload: str | None = None) -> LoadResult:
+    """`total` requests to `model`, with the body BODIES has for `payload` (default: the model's own)."""
+    body, content_type = BODIES[payload or model]
+    headers = {**server.auth("inference"), "Content-Type": content_type}
+    return run_load(f"{server.urls['inference']}/predictions/{model}", body, headers, total, concurrency)
+
+
+def figures(result: LoadResult) -> dict:
+    summary = result.summary()
+    keep = ("requests", "concurrency", "lost", "statuses", "failures", "p50_ms", "p99_ms", "throughput_rps", "elapsed_s")
+    return {key: summary[key] for key in keep}
+
+
+def assert_only_queue_full_errors(result: LoadResult) -> None:
+    assert result.lost == 0 and not result.failures, result.summary()
+    assert set(result.statuses) <= {200, 503}, result.error_bodies
+    for line in result.error_bodies:
+        assert line.startswith("503") and QUEUE_FULL in line, line
+
+
+def test_bounded_load_loses_nothing(settled):
+    result = load(settled, LOAD_MODEL, LOAD_REQUESTS, LOAD_CONCURRENCY)
+    record(f"load {LOAD_MODEL}", **figures(result))
+    assert_only_queue_full_errors(result)
+    assert result.statuses[200] >= LOAD_REQUESTS * 0.9, "the job queue (200) should absorb 64 clients"
+
+
+@pytest.fixture(scope="module")
+def queued_model(server, model_store: Path):
+    """efficientnet_lite0.mar with jobQueueSize 2 in its model-config.yaml, one request per batch."""
+    archive = model_store / f"{QUEUED_MODEL}.mar"
+    with zipfile.ZipFile(model_store / "efficientnet_lite0.mar") as source, zipfile.ZipFile(archive, "w") as target:
+        config_file = json.loads(source.read("MAR-INF/MANIFEST.json"))["model"]["configFile"]
+        for entry in source.infolist():
+            data = source.read(entry)
+            if entry.filename == config_file:
+                data = yaml.safe_dump({**yaml.safe_load(data), "jobQueueSize": QUEUE_SIZE}).encode()
+            target.writestr(entry, data)
+    params = {"url": archive.name, "model_name": QUEUED_MODEL, "batch_size": 1, "initial_workers": 1, "synchronous": "true"}
+    response = server.manage("POST", "/models", params=params)
+    assert response.status_code == 200, response.text
+    yield QUEUED_MODEL
+    assert server.manage("DELETE", f"/models/{QUEUED_MODEL}").status_code == 200
+    archive.unlink()
+
+
+def test_a_full_queue_answers_503_and_says_so(server, queued_model):
+    result = load(server, queued_model, total=32, concurrency=32, payload="efficientnet_lite0")
+    record("queue full (jobQueueSize 2)", **figures(result), message=next(iter(result.error_bodies), ""))
+    assert_only_queue_full_errors(result)
+    assert result.statuses[503] > 0, "32 concurrent requests did not fill a queue of 2"
+    assert result.statuses[200] >= QUEUE_SIZE
