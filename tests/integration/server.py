@@ -47,16 +47,20 @@ class TorchServe:
 
     @classmethod
     def start(cls, workdir: Path, model_store: Path, load_models: str,
-              workflow_store: Path | None = None, workflows: tuple[str, ...] = ()) -> "TorchServe":
-        """Start as `make serve` does: scripts/serve.py, registering `workflows` once up."""
+              workflow_store: Path | None = None, workflows: tuple[str, ...] = (),
+              extra_args: tuple[str, ...] = ()) -> "TorchServe":
+        """Start as `make serve` does: scripts/serve.py, registering `workflows` once up.
+
+        `extra_args` go to scripts/serve.py as they are (e.g. --snapshots --log-dir DIR).
+        """
         workdir.mkdir(parents=True, exist_ok=True)
         urls = write_config(workdir / "config.properties", model_store, load_models)
         command = [sys.executable, "-m", "scripts.serve", "--config", "config.properties",
-                   "--model-store", str(model_store), "--run-dir", str(workdir / "run")]
+                   "--model-store", str(model_store), "--run-dir", str(workdir / "run"), *extra_args]
         if workflow_store is not None:
             command += ["--workflow-store", str(workflow_store), "--workflows", *workflows]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        log = open(workdir / "serve.out", "wb")
+        log = open(workdir / "serve.out", "ab")  # a restart in the same workdir keeps the first run's log
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
         server = cls(workdir, urls, process)
         server.wait_until_ready()

@@ -1,0 +1,146 @@
+"""Faults, on a server of this module's own (started with snapshots on, as the container runs):
+the worker process SIGKILLed under load, then TorchServe stopped and started again.
+
+  - SIGKILL: TorchServe starts a new worker; only the requests in flight may fail (TorchServe
+    answers them 507 "Worker died."); the recovery time is measured and reported.
+  - Restart: the models, versions, default version, worker counts and batch settings come back
+    from the snapshot folder (<log-dir>/config) through scripts/serve.py --snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import pytest
+
+from scripts.loadgen import run_load
+from tests.integration.figures import record
+from tests.integration.server import REPO, TorchServe
+from tests.integration.test_metrics import scrape
+
+pytestmark = pytest.mark.reliability
+
+T = TypeVar("T")
+MODEL = "efficientnet_lite0"
+PHOTO = (REPO / "samples" / "cat.jpg").read_bytes()
+KILL_LOAD, KILL_CONCURRENCY = 160, 8
+SERVED_BEFORE_KILL = 16
+RECOVERY_TARGET_S = 10
+"""The goal (docs/reliability.md states the measured figure against it)."""
+RECOVERY_LIMIT_S = 60
+"""What the test asserts: a loaded 2-core CI box must not fail on a slow model load."""
+WORKER_DIED = "Worker died."
+
+
+@dataclass
+class OwnServer:
+    """One TorchServe for this module, restartable in place (same workdir, snapshot folder, store)."""
+
+    workdir: Path
+    model_store: Path
+    server: TorchServe | None = None
+
+    def start(self) -> TorchServe:
+        """Start, and wait for every worker: /ping says Healthy while workers are still loading."""
+        args = ("--snapshots", "--log-dir", str(self.workdir / "state"))
+        self.server = TorchServe.start(self.workdir, self.model_store, f"{MODEL}={MODEL}.mar", extra_args=args)
+        wait_for(lambda: all_ready(self.server), 240, "READY workers")
+        return self.server
+
+    def restart(self) -> TorchServe:
+        assert self.server.stop() == 0
+        (self.workdir / "key_file.json").unlink()  # the new server writes new keys; don't read the old ones
+        return self.start()
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory, model_store) -> OwnServer:
+    own = OwnServer(tmp_path_factory.mktemp("faults"), model_store)
+    own.start()
+    yield own
+    assert own.server.stop() == 0
+
+
+def wait_for(check: Callable[[], T], timeout_s: float, what: str) -> T:
+    """Poll `check` until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"no {what} after {timeout_s}s"
+        time.sleep(0.1)
+    return result
+
+
+def all_ready(server: TorchServe) -> bool:
+    versions = server.manage("GET", f"/models/{MODEL}/all").json()
+    return all(len(v["workers"]) >= v["minWorkers"] and all(w["status"] == "READY" for w in v["workers"]) for v in versions)
+
+
+def workers(server: TorchServe, model: str = MODEL) -> list[dict]:
+    response = server.manage("GET", f"/models/{model}")
+    assert response.status_code == 200, response.text
+    return response.json()[0]["workers"]
+
+
+def test_sigkill_of_the_worker_under_load(own):
+    server = own.server
+    (old,) = workers(server)
+    assert old["status"] == "READY"
+    headers = {**server.auth("inference"), "Content-Type": "application/octet-stream"}
+    url = f"{server.urls['inference']}/predictions/{MODEL}"
+    with ThreadPoolExecutor(1) as pool:
+        loading = pool.submit(run_load, url, PHOTO, headers, KILL_LOAD, KILL_CONCURRENCY)
+        wait_for(lambda: scrape(server, MODEL).get("HandlerItems", 0) >= SERVED_BEFORE_KILL, 120, "load")
+        os.kill(old["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        ready = lambda: [w for w in workers(server) if w["status"] == "READY" and w["pid"] != old["pid"]]  # noqa: E731
+        wait_for(ready, RECOVERY_LIMIT_S, "new READY worker")
+        ready_s = time.monotonic() - killed
+        assert server.predict(MODEL, data=PHOTO).status_code == 200
+        answered_s = time.monotonic() - killed
+        result = loading.result()
+
+    failed = result.answered - result.statuses[200]
+    record("worker SIGKILL under load", requests=KILL_LOAD, concurrency=KILL_CONCURRENCY, failed=failed,
+           lost=result.lost, statuses=dict(result.statuses), new_worker_ready_s=round(ready_s, 1),
+           first_answer_s=round(answered_s, 1), target_s=RECOVERY_TARGET_S)
+    assert result.lost == 0 and not result.failures, result.summary()
+    assert failed <= KILL_CONCURRENCY, "more requests failed than were in flight"
+    assert set(result.statuses) <= {200, 507}
+    assert all(line.startswith("507") and WORKER_DIED in line for line in result.error_bodies), result.error_bodies
+    assert answered_s <= RECOVERY_LIMIT_S
+
+
+def model_state(server: TorchServe) -> dict:
+    """What a restart must keep: per version its settings and worker count, and the default."""
+    versions = server.manage("GET", f"/models/{MODEL}/all").json()
+    keys = ("modelUrl", "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay")
+    state = {v["modelVersion"]: {**{k: v[k] for k in keys}, "workers": len(v["workers"])} for v in versions}
+    default = server.manage("GET", f"/models/{MODEL}").json()[0]["modelVersion"]
+    return {"default": default, "versions": state}
+
+
+def test_restart_restores_models_from_the_snapshot(own):
+    server = own.server
+    params = {"url": f"{MODEL}_v2.mar", "batch_size": 4, "max_batch_delay": 50, "synchronous": "true"}
+    assert server.manage("POST", "/models", params=params).status_code == 200
+    # workers: model-config.yaml's minWorkers wins over initial_workers at registration; scaling sets them
+    scale = {"min_worker": 2, "max_worker": 2, "synchronous": "true"}
+    assert server.manage("PUT", f"/models/{MODEL}/2.0", params=scale).status_code == 200
+    assert server.manage("PUT", f"/models/{MODEL}/2.0/set-default").status_code == 200
+    before = model_state(server)
+    assert before["default"] == "2.0" and before["versions"]["2.0"]["workers"] == 2
+
+    started = time.monotonic()
+    server = own.restart()
+    record("restart from snapshot", seconds=round(time.monotonic() - started, 1), state=before)
+
+    assert "resuming the models of snapshot" in (own.workdir / "serve.out").read_text()
+    assert model_state(server) == before
+    for version in ("1.0", "2.0"):
+        assert server.predict(f"{MODEL}/{version}", data=PHOTO).status_code == 200
