@@ -1,7 +1,9 @@
 """The shared TorchServe handler: device and precision, per-request isolation, batch bisection.
 
 Lifecycle, as TorchServe drives it:
-  initialize(context)       once per worker: settings, device, verified weights, `setup()`
+  initialize(context)       once per worker: settings, device, threads, verified weights,
+                            `optimize()` (memory layout, compilation), `setup()`, then a warm-up
+                            on `example_request()` so the first real request is not the slow one
   handle(requests, context) once per batch:
       decode_request(request) -> item      per request; a RequestError fails that request only
       collate(items) -> batch              CPU: a tensor, or a dict of tensors; moved to the device here
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Mapping
@@ -51,6 +54,34 @@ def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matmuls and convolutions run in hardware, not emulated."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def effective_precision(requested: str, device: torch.device, native_bf16: bool) -> str:
+    """bf16 only where the hardware has it: emulated on a CPU, it is slower than fp32."""
+    if requested == "bf16" and device.type == "cpu" and not native_bf16:
+        log.warning("precision bf16 asked for, but this CPU has no native bf16: running fp32")
+        return "fp32"
+    return requested
+
+
+def thread_count(configured: int, cores: int, workers: int) -> int:
+    """`configured`, or (0) an equal share of the cores per worker: workers never oversubscribe."""
+    return configured if configured > 0 else max(1, cores // max(1, workers))
+
+
+def warmup_sizes(batch_size: int) -> tuple[int, ...]:
+    """The largest and the smallest batch, twice each: TorchScript specialises on the second call."""
+    return (batch_size, 1) * 2 if batch_size > 1 else (1, 1)
+
+
+def _workers(yaml_config: Mapping[str, Any]) -> int:
+    return int(yaml_config.get("maxWorkers") or yaml_config.get("minWorkers") or 1)
+
+
 class BundleHandler(BaseHandler):
     """Base for the bundle's handlers; subclasses fill in the four per-model steps."""
 
@@ -62,15 +93,20 @@ class BundleHandler(BaseHandler):
         yaml_config = getattr(context, "model_yaml_config", None) or {}
         self.settings = parse_settings(self.settings_class, yaml_config.get("handler"))
         self.device = select_device(properties.get("gpu_id"), torch.cuda.is_available())
+        self.precision = effective_precision(self.settings.precision, self.device, cpu_has_native_bf16())
         self.autocast()  # fail at load time, not per request, on an impossible precision
+        torch.set_num_threads(thread_count(self.settings.threads, len(os.sched_getaffinity(0)), _workers(yaml_config)))
+        self.batch_size = int(properties.get("batch_size") or yaml_config.get("batchSize") or 1)
         self.metadata = read_metadata(model_dir)
-        self.model = self.load_model(model_dir).to(self.device).eval()
+        self.model = self.optimize(self.load_model(model_dir).to(self.device).eval())
         self.setup(model_dir)
+        self.warm_up()
         self.initialized = True
-        log.info("%s ready on %s (%s)", self.metadata["name"], self.device, self.settings.precision)
+        log.info("%s ready on %s (%s, %d threads)", self.metadata["name"], self.device, self.precision,
+                 torch.get_num_threads())
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast_for(self.device, self.settings.precision)
+        return autocast_for(self.device, self.precision)
 
     def load_model(self, model_dir: Path) -> torch.nn.Module:
         """Build the architecture from metadata and load the sha256-verified state_dict."""
@@ -78,9 +114,27 @@ class BundleHandler(BaseHandler):
         module.load_state_dict(load_state_dict(model_dir, self.metadata))
         return module
 
+    def optimize(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as it will serve (memory layout, compilation); by default unchanged."""
+        return model
+
+    def warm_up(self) -> None:
+        """Run `example_request()` at the largest and the smallest batch size before serving:
+        compilation, oneDNN's kernel choice and allocations happen here, not on a client's request."""
+        request = self.example_request()
+        if request is None:
+            return
+        item = self.decode_request(request)
+        for size in warmup_sizes(self.batch_size):
+            self._forward([item] * size)
+
     # ---- the per-model steps -------------------------------------------------------------
     def setup(self, model_dir: Path) -> None:
         """Load what else the handler needs from the archive (labels, tokenizer ...)."""
+
+    def example_request(self) -> dict | None:
+        """A valid request to warm up with (None: no warm-up)."""
+        return None
 
     def decode_request(self, request: dict) -> Any:
         raise NotImplementedError

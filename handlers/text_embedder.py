@@ -37,6 +37,9 @@ class TextEmbedder(BundleHandler):
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
 
+    def example_request(self) -> dict:
+        return {"body": "A short sentence that warms up the encoder before the first request."}
+
     def decode_request(self, request: dict) -> TokenizedRequest:
         s = self.settings
         asked = extract_request(request, s.max_texts, s.max_chars, s.labels)

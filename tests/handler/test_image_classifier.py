@@ -7,6 +7,7 @@ import io
 import shutil
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -44,7 +45,7 @@ def test_initialize_reads_the_archive(classifier, model_dir):
     assert classifier.device.type == "cpu"  # gpu_id None
     assert len(classifier.labels) == 1000
     assert classifier.settings.topk == 5 and classifier.settings.crop == 224
-    assert not classifier.model.training
+    assert isinstance(classifier.model, torch.jit.ScriptModule)  # compile: trace, frozen for inference
 
 
 def test_chelsea_is_a_cat(classifier, classifier_context, serve, chelsea, encode):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from models.registry import get_spec
 from tests.integration.conftest import encode
 
 MODEL = "efficientnet_lite0"
@@ -22,8 +24,8 @@ def test_list_shows_the_served_model(server):
 
 def test_describe_shows_workers_and_batch_settings_from_model_config(server):
     info = describe(server)
-    assert info["batchSize"] == 8
-    assert info["maxBatchDelay"] == 10
+    shipped = yaml.safe_load(get_spec(MODEL).config_path.read_text())
+    assert (info["batchSize"], info["maxBatchDelay"]) == (shipped["batchSize"], shipped["maxBatchDelay"])
     assert info["minWorkers"] == 1
     assert [w["status"] for w in info["workers"]] == ["READY"]
 
