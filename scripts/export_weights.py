@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from handlers.architectures import build_module
 from handlers.weights import METADATA_FILE, sha256_file
 from models.registry import DEFAULT_MODEL, ModelSpec, custom_spec, get_spec
+from models.resources import estimate
 
 WEIGHTS_FILE = "model.safetensors"
 LABELS_FILE = "labels.json"
@@ -56,6 +57,7 @@ def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, rand
     import torchvision
 
     parameters = sum(p.numel() for p in module.parameters())
+    inputs = input_spec(spec)
     return {
         "name": spec.name,
         "architecture": spec.architecture,
@@ -69,7 +71,8 @@ def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, rand
         "parameters": parameters,
         "size_mb": round(weights.stat().st_size / 2**20, 2),
         "num_labels": num_labels,
-        "input": input_spec(spec),
+        "input": inputs,
+        "resources": estimate(module, inputs),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

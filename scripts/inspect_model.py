@@ -1,0 +1,122 @@
+"""Resource estimates for one model: `make inspect MODEL=efficientnet_lite0`.
+
+    python -m scripts.inspect_model efficientnet_lite0
+    python -m scripts.inspect_model minilm --batch-sizes 1 8 64 --json
+
+Parameters and weights, activations by batch size (models/resources.py, also in the export's
+metadata.json), and what one worker really takes: its RSS, measured in a fresh process that
+loads the handler as TorchServe would (shipped settings, warm-up included) and runs a batch of
+each size; on a GPU also CUDA's allocated and reserved memory. Ends with how many workers fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from handlers.architectures import build_module
+from handlers.weights import read_metadata
+from models.resources import MB, estimate, workers_that_fit
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def proc_status_kb(field: str, status_text: str) -> int:
+    """A `VmRSS:   123 kB` style field of /proc/<pid>/status, in kB."""
+    for line in status_text.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _memory_now() -> dict:
+    status = Path("/proc/self/status").read_text()
+    memory = {"rss_mb": round(proc_status_kb("VmRSS", status) / 1024, 1), "peak_rss_mb": round(proc_status_kb("VmHWM", status) / 1024, 1)}
+    if torch.cuda.is_available():
+        memory |= {"cuda_allocated_mb": round(torch.cuda.max_memory_allocated() / MB, 1),
+                   "cuda_reserved_mb": round(torch.cuda.memory_reserved() / MB, 1)}
+    return memory
+
+
+def measure_worker(name: str, model_dir: Path, batch_sizes: list[int]) -> dict:
+    """In this (fresh) process: memory after loading the handler, then after a batch of each size."""
+    from scripts.in_process import load_handler
+
+    handler = load_handler(name, model_dir, gpu_id=0 if torch.cuda.is_available() else None)
+    measured = {"loaded": _memory_now(), "batches": {}}
+    item = handler.decode_request(handler.example_request())
+    for batch in sorted(batch_sizes):
+        handler.run_isolated(list(range(batch)), {i: item for i in range(batch)})
+        measured["batches"][str(batch)] = _memory_now()
+    return measured
+
+
+def worker_memory(name: str, model_dir: Path, batch_sizes: list[int]) -> dict:
+    """measure_worker in a child process, so nothing this process loaded is counted."""
+    command = [sys.executable, "-m", "scripts.inspect_model", name, "--model-dir", str(model_dir),
+               "--batch-sizes", *map(str, batch_sizes), "--measure-worker"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def guidance(peak_rss_mb: float, cuda_reserved_mb: float | None) -> dict:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    fit = workers_that_fit(memory, int(peak_rss_mb * MB), len(os.sched_getaffinity(0)))
+    fit["machine_memory_gb"] = round(memory / 2**30, 1)
+    if cuda_reserved_mb:
+        gpu = torch.cuda.get_device_properties(0).total_memory
+        fit["by_gpu_memory"] = int(gpu * 0.9 // (cuda_reserved_mb * MB))
+    return fit
+
+
+def report(name: str, model_dir: Path, batch_sizes: list[int]) -> dict:
+    metadata = read_metadata(model_dir)
+    static = estimate(build_module(metadata["architecture"], model_dir), metadata["input"], batch_sizes)
+    worker = worker_memory(name, model_dir, batch_sizes)
+    peak = worker["batches"][str(max(batch_sizes))]
+    return {"model": name, **static, "worker": worker,
+            "guidance": guidance(peak["peak_rss_mb"], peak.get("cuda_reserved_mb"))}
+
+
+def print_report(result: dict) -> None:
+    print(f"{result['model']}: {result['parameters']:,} parameters, {result['weights_mb']} MiB of weights")
+    print(f"activations ({result['activation_note']}):")
+    for batch, mb in (result["activation_mb"] or {}).items():
+        print(f"  batch {batch:>4}: {mb} MiB")
+    worker = result["worker"]
+    print(f"one worker (shipped settings, warmed up): RSS {worker['loaded']['rss_mb']} MiB after loading")
+    for batch, memory in worker["batches"].items():
+        cuda = f", CUDA allocated {memory['cuda_allocated_mb']} / reserved {memory['cuda_reserved_mb']} MiB" if "cuda_reserved_mb" in memory else ""
+        print(f"  after a batch of {batch:>4}: RSS {memory['rss_mb']} MiB, peak {memory['peak_rss_mb']} MiB{cuda}")
+    g = result["guidance"]
+    print(f"workers that fit: {g['fit']} (memory: {g['by_memory']} in {g['machine_memory_gb']} GB keeping 20% free; "
+          f"cores: {g['by_cores']} at one thread each)" + (f"; GPU memory: {g['by_gpu_memory']}" if "by_gpu_memory" in g else ""))
+    print("  On CPU, workers x threads should equal the cores (threads: 0 does this per model); one worker with all")
+    print("  cores and batching is usually fastest; more workers trade memory for overlap of decoding and inference.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="a registered model, e.g. efficientnet_lite0")
+    parser.add_argument("--model-dir", type=Path, help="its export (default build/weights/<name>)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--measure-worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    model_dir = args.model_dir or Path("build/weights") / args.name
+    if args.measure_worker:
+        print(json.dumps(measure_worker(args.name, model_dir, args.batch_sizes)))
+        return 0
+    result = report(args.name, model_dir, args.batch_sizes)
+    print(json.dumps(result, indent=2)) if args.json else print_report(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
