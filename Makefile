@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@scripts/check_java.sh
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -e ".[test,bench]"
 	@touch $@
 
 weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadata for MODELS
@@ -56,6 +56,20 @@ serve: archive  ## run TorchServe in the foreground, workflows registered once i
 
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
+
+# Performance (docs/performance.md). BENCH_ARGS=--smoke for a quick run, --wait-quiet 0.5 on a shared machine.
+BENCH_ARGS ?=
+MODEL      ?= efficientnet_lite0
+.PHONY: bench doctor inspect
+
+bench: archive  ## benchmark served vs raw model vs stock handler -> build/bench/ (report.md, results.json, PNGs)
+	$(PY) -m scripts.benchmark --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench $(BENCH_ARGS)
+
+doctor: $(STAMP)  ## check the installation (versions, Java, CPU/GPU, free ports), each failure with its fix
+	$(PY) -m scripts.doctor --config $(CONFIG)
+
+inspect: $(WEIGHTS_DIR)/$(MODEL)/metadata.json  ## resource estimates for MODEL: weights, activations, RSS per worker, workers that fit
+	$(PY) -m scripts.inspect_model $(MODEL) --model-dir $(WEIGHTS_DIR)/$(MODEL)
 
 # pytest exits 5 when a selection (e.g. PYTEST_ARGS="-m gpu") collects no tests: not a failure.
 test: $(STAMP)  ## run the whole test suite (unit, handler, integration)

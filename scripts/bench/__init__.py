@@ -1,0 +1,1 @@
+"""The parts of `make bench` (scripts/benchmark.py): the stock-handler archive, report, plots, machine facts."""

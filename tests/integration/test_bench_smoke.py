@@ -1,0 +1,59 @@
+"""`make bench` in its smoke mode: its own TorchServe, a handful of requests, every output written.
+
+CI runs only this; the full sweep is `make bench` (docs/performance.md). Timing is not asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.server import REPO
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def bench_out(model_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    weights = model_store.parent / "weights"  # the model_store fixture exports there
+    command = [sys.executable, "-m", "scripts.benchmark", "--smoke", "--model-store", str(model_store),
+               "--weights-dir", str(weights), "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout
+
+
+def test_writes_json_markdown_and_plots(bench_out):
+    out, stdout = bench_out
+    names = {path.name for path in out.iterdir()}
+    assert {"results.json", "report.md", "image_throughput.png", "image_latency.png",
+            "text_throughput.png", "text_latency.png"} <= names
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert "wrote" in stdout and "cold start" in stdout
+
+
+def test_results_are_plausible(bench_out):
+    out, _ = bench_out
+    results = json.loads((out / "results.json").read_text())
+    image = results["image"]
+    for row in image["served"] + image["stock"] + results["text"]["served"]:
+        assert row["errors"] == 0 and row["throughput_rps"] > 0
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    assert {row["batch_size"] for row in image["raw"]} == {1, 8}
+    assert all(row["throughput"] > 0 and row["latency_ms"] > 0 for row in image["raw"])
+    assert 0 < results["cold_start_s"] < 240
+    assert 0.5 < results["text"]["int8"]["cosine_mean"] <= 1.0
+    assert results["machine"]["cores"] >= 1 and len(results["load_before"]) == 3
+    assert {row["key"] for row in results["targets"]} >= {"cold_start_s", "image_vs_stock", "text_int8_speedup"}
+
+
+def test_report_names_the_machine_and_the_targets(bench_out):
+    out, _ = bench_out
+    report = (out / "report.md").read_text()
+    assert "## Targets" in report and "stock image_classifier" in report
+    assert json.loads((out / "results.json").read_text())["machine"]["cpu"] in report
