@@ -14,6 +14,7 @@ createdOn is the export's created_at, so the same inputs give a byte-identical .
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -21,6 +22,7 @@ import tempfile
 import zipfile
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
@@ -51,21 +53,35 @@ def build_archive(
     model_store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{name}-stage-") as stage:
         stage_path = stage_extra_files(folder, metadata["weights_file"], Path(stage))
-        generate_model_archive(
-            ModelArchiverConfig(
-                model_name=name,
-                handler=str(REPO / handler),
-                version=version,
-                serialized_file=str(folder / metadata["weights_file"]),
-                extra_files=str(stage_path),
-                config_file=str(config),
-                export_path=str(model_store),
-                force=True,
+        with private_tempdir(name):
+            generate_model_archive(
+                ModelArchiverConfig(
+                    model_name=name,
+                    handler=str(REPO / handler),
+                    version=version,
+                    serialized_file=str(folder / metadata["weights_file"]),
+                    extra_files=str(stage_path),
+                    config_file=str(config),
+                    export_path=str(model_store),
+                    force=True,
+                )
             )
-        )
     mar = model_store / f"{name}.mar"
     normalize_zip(mar, created_on=metadata["created_at"])
     return mar
+
+
+@contextlib.contextmanager
+def private_tempdir(name: str) -> Iterator[None]:
+    """The model and workflow archivers copy the files to <tempdir>/<name>, deleting that folder
+    first: two builds of one name at once (`make archive` beside `make test`) delete each
+    other's files. This points Python's tempdir at a folder of this build's own meanwhile."""
+    with tempfile.TemporaryDirectory(prefix=f"{name}-archiver-") as private:
+        tempfile.tempdir, previous = private, tempfile.tempdir
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
 
 
 def stage_extra_files(folder: Path, weights_file: str, stage: Path) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from argparse import Namespace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from workflow_archiver.workflow_packaging import package_workflow
 from workflow_archiver.workflow_packaging_utils import WorkflowExportUtils
 
 from handlers.weights import sha256_file
-from scripts.build_archives import REPO, handler_sources, normalize_zip
+from scripts.build_archives import REPO, handler_sources, normalize_zip, private_tempdir
 
 DEFAULT_SPEC = REPO / "workflows" / "photo_embedding.yaml"
 NODES_FILE = REPO / "handlers" / "workflow_nodes.py"
@@ -34,15 +33,10 @@ def build_workflow(spec: Path, wf_store: Path, nodes: Path = NODES_FILE) -> Path
     """Build wf_store/<spec stem>.war and return its path."""
     name = spec.stem
     wf_store.mkdir(parents=True, exist_ok=True)
-    # The archiver stages in gettempdir()/<name> and deletes that folder first: give it a private one.
-    with tempfile.TemporaryDirectory() as scratch:
-        args = Namespace(workflow_name=name, spec_file=str(spec), handler=str(nodes),
-                         export_path=str(wf_store), extra_files=None, force=True)
-        tempfile.tempdir, previous = scratch, tempfile.tempdir
-        try:
-            package_workflow(args, WorkflowExportUtils.generate_manifest_json(args))
-        finally:
-            tempfile.tempdir = previous
+    args = Namespace(workflow_name=name, spec_file=str(spec), handler=str(nodes),
+                     export_path=str(wf_store), extra_files=None, force=True)
+    with private_tempdir(name):  # the archiver stages in gettempdir()/<name>, deleting it first
+        package_workflow(args, WorkflowExportUtils.generate_manifest_json(args))
     war = wf_store / f"{name}.war"
     normalize_zip(war, CREATED_ON, manifest=MANIFEST, extra=handler_sources())
     return war

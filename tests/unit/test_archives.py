@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -151,3 +153,19 @@ def test_unpacked_archive_rebuilds_the_model(mar, tmp_path):
     module = build_module(metadata["architecture"], tmp_path)
     module.load_state_dict(load_state_dict(tmp_path, metadata))  # strict: every key present and used
     assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 4)
+
+
+@pytest.mark.reliability
+def test_a_build_leaves_other_builds_staging_alone(root, tmp_path):
+    """torch-model-archiver stages in <tempdir>/<name> and deletes it first; a build beside
+    another one of the same model (make archive during make test) must not touch its files."""
+    shared = tempfile.gettempdir()
+    other = Path(shared) / NAME
+    other.mkdir(exist_ok=True)
+    (other / "in-use").write_text("another build's file")
+    try:
+        build(root, tmp_path / "store")
+        assert (other / "in-use").is_file()
+        assert tempfile.gettempdir() == shared  # restored afterwards
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
