@@ -16,6 +16,7 @@ writes <out>/results.json, report.md and PNG plots, and prints the targets, met 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import requests
 import torch
@@ -106,25 +107,17 @@ def load_cell(endpoint: Endpoint, model: str, body: bytes, content_type: str, ce
             "errors": summary["requests"] - summary["statuses"].get(200, 0)}
 
 
-def registered(endpoint: Endpoint, mar: str, name: str, batch: int, delay: int):
-    """Register `mar` as `name` with this batching for the duration of a `with` block."""
+@contextlib.contextmanager
+def registered(endpoint: Endpoint, mar: str, name: str, batch: int, delay: int) -> Iterator[str]:
+    """`mar` registered as `name` with this batching for the duration of a `with` block."""
     params = f"url={mar}&model_name={name}&batch_size={batch}&max_batch_delay={delay}&initial_workers=1&synchronous=true"
     response = endpoint.manage("POST", f"/models?{params}")
     if response.status_code != 200:
         raise RuntimeError(f"registering {name} failed: {response.status_code} {response.text}")
-    return _Unregister(endpoint, name)
-
-
-@dataclass
-class _Unregister:
-    endpoint: Endpoint
-    name: str
-
-    def __enter__(self) -> str:
-        return self.name
-
-    def __exit__(self, *_exc) -> None:
-        self.endpoint.manage("DELETE", f"/models/{self.name}")
+    try:
+        yield name
+    finally:
+        endpoint.manage("DELETE", f"/models/{name}")
 
 
 def served_sweep(endpoint: Endpoint, plan: Plan, body: bytes) -> list[dict]:
@@ -135,22 +128,12 @@ def served_sweep(endpoint: Endpoint, plan: Plan, body: bytes) -> list[dict]:
     with tqdm(total=len(cells) * len(plan.concurrencies), desc="image, served") as progress:
         for batch, delay in cells:
             is_shipped = (batch, delay) == (ship["batch_size"], ship["max_batch_delay"])
-            with (_Shipped(IMAGE) if is_shipped else registered(endpoint, f"{IMAGE}.mar", f"lite0_b{batch}_d{delay}", batch, delay)) as name:
+            variant = registered(endpoint, f"{IMAGE}.mar", f"lite0_b{batch}_d{delay}", batch, delay)
+            with contextlib.nullcontext(IMAGE) if is_shipped else variant as name:
                 for concurrency in plan.concurrencies:
                     rows.append(load_cell(endpoint, name, body, "application/octet-stream", (batch, delay, concurrency), plan.requests))
                     progress.update()
     return rows
-
-
-@dataclass
-class _Shipped:
-    name: str
-
-    def __enter__(self) -> str:
-        return self.name
-
-    def __exit__(self, *_exc) -> None:
-        pass
 
 
 def stock_rows(endpoint: Endpoint, plan: Plan, body: bytes, model_store: Path, export_dir: Path) -> list[dict]:
