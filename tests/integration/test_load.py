@@ -29,8 +29,8 @@ BODIES = {
     "efficientnet_lite0": ((REPO / "samples" / "cat.jpg").read_bytes(), "application/octet-stream"),
 }
 QUEUE_FULL = "has no worker to serve inference request"
-"""TorchServe 0.12's own words for a full job queue (ApiUtils): it names the model and suggests
-scaling workers; the bundle cannot reword it (the frontend answers before any handler runs)."""
+"""TorchServe 0.12's own words for a full job queue (ApiUtils), misleading: it speaks of no worker,
+not of a full queue. The bundle cannot reword it: the frontend answers before any handler runs."""
 QUEUED_MODEL, QUEUE_SIZE = "queue_lite0", 2
 
 
