@@ -36,8 +36,9 @@ def write_plots(section: dict, out_dir: Path, prefix: str) -> list[Path]:
     fig, axis = plt.subplots(figsize=(7, 4.5))
     for concurrency, rows in sorted(lines.items()):
         batches = [r["batch_size"] for r in rows]
-        axis.plot(batches, [r["p50_ms"] for r in rows], marker="o", label=f"p50, concurrency {concurrency}")
-        axis.plot(batches, [r["p99_ms"] for r in rows], linestyle=":", marker=".", label=f"p99, concurrency {concurrency}")
+        (p50,) = axis.plot(batches, [r["p50_ms"] for r in rows], marker="o", label=f"p50, concurrency {concurrency}")
+        axis.plot(batches, [r["p99_ms"] for r in rows], linestyle=":", marker=".", color=p50.get_color(),
+                  label=f"p99, concurrency {concurrency}")
     axis.plot([r["batch_size"] for r in raw], [r["latency_ms"] for r in raw], "k--", marker="s", label="raw model, one batch")
     _finish(axis, f"{section['model']}: latency (max batch delay {delay} ms)", "ms")
     paths.append(_save(fig, out_dir / f"{prefix}_latency.png"))
