@@ -29,8 +29,14 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
-from handlers.errors import InferenceFailed, OutOfResources, RequestError, upstream_error
+from handlers.errors import (
+    InferenceFailed,
+    OutOfResources,
+    RequestError,
+    upstream_error,
+)
 from handlers.metrics import StageTimer, report_batch
+from handlers.payload import request_payload
 from handlers.weights import load_state_dict, read_metadata
 
 log = logging.getLogger(__name__)
@@ -171,7 +177,7 @@ class BundleHandler(BaseHandler):
         decoded: dict[int, Any] = {}
         failed: dict[int, Any] = {}
         for idx, request in enumerate(data):
-            upstream = upstream_error(request.get("body", request.get("data")))
+            upstream = upstream_error(request_payload(request))
             if upstream:  # inside a workflow: an earlier node already failed this request
                 failed[idx] = upstream
                 continue

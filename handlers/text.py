@@ -13,7 +13,14 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from handlers.errors import EmptyPayload, InvalidPayload, PayloadTooLarge, UndecodableInput, UnsupportedMediaType
+from handlers.errors import (
+    EmptyPayload,
+    InvalidPayload,
+    PayloadTooLarge,
+    UndecodableInput,
+    UnsupportedMediaType,
+)
+from handlers.payload import request_payload
 
 SEND_TEXT = (
     'send JSON {"text": "..."}, {"texts": ["...", ...]} or {"text": "...", "labels": ["...", ...]} '
@@ -49,9 +56,7 @@ def extract_request(
     request: Mapping[str, Any], max_texts: int, max_chars: int, default_labels: Sequence[str] = ()
 ) -> TextRequest:
     """Read one TorchServe request dict (`data` or `body`) as a TextRequest, checking every limit."""
-    payload = request.get("data")
-    if payload is None:
-        payload = request.get("body")
+    payload = request_payload(request)
     if payload is None:
         raise UnsupportedMediaType(f"no text in the request body; {SEND_TEXT}")
     if isinstance(payload, (bytes, bytearray)):

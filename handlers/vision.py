@@ -23,6 +23,7 @@ from handlers.errors import (
     UnsupportedDimensions,
     UnsupportedMediaType,
 )
+from handlers.payload import request_payload
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 SEND_AN_IMAGE = (
@@ -34,9 +35,7 @@ SEND_AN_IMAGE = (
 
 def extract_image_bytes(request: Mapping[str, Any], max_bytes: int) -> bytes:
     """Find the encoded image in one TorchServe request dict (`data` or `body`)."""
-    payload = request.get("data")
-    if payload is None:
-        payload = request.get("body")
+    payload = request_payload(request)
     if payload is None:
         raise UnsupportedMediaType(f"no image in the request body; {SEND_AN_IMAGE}")
     if isinstance(payload, (bytes, bytearray)):
