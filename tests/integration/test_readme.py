@@ -1,4 +1,5 @@
-"""The README's curl recipes, run as written against the test server (only host:port differ)."""
+"""The curl recipes of the README and of the docs moved out of it, run as written against the test
+server (only host:port differ)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from tests.integration.recipes import agrees, documented_recipes, documented_val
 from tests.integration.server import REPO
 from tests.integration.test_workflow import workflow  # noqa: F401  (fixture)
 
-README = (REPO / "README.md").read_text()
+README = REPO / "README.md"
+# docs/text-recipes.md runs in test_text.py; docs/docker.md's recipes need a container.
+DOCS = [README, *(REPO / "docs" / name for name in ("management.md", "workflow.md", "performance.md", "reliability.md"))]
 
 
 def shell_commands(readme: str) -> list[str]:
@@ -23,8 +26,8 @@ def shell_commands(readme: str) -> list[str]:
     return [line.strip() for line in joined.splitlines() if line.strip().startswith("curl")]
 
 
-def recipes(path_fragment: str) -> list[str]:
-    return [c for c in shell_commands(README) if path_fragment in c]
+def recipes(path_fragment: str, docs=DOCS) -> list[str]:
+    return [c for doc in docs for c in shell_commands(doc.read_text()) if path_fragment in c]
 
 
 def run(command: str, server, env: dict[str, str]) -> str:
@@ -42,7 +45,7 @@ def env(server):
 
 
 def test_quickstart_curl_gives_a_cat(server, env):
-    quickstart = recipes("samples/cat.jpg")[0]  # the first one in the README
+    quickstart = recipes("samples/cat.jpg", [README])[0]  # the first one in the README
     labels = json.loads(run(quickstart, server, env))
     assert next(iter(labels)) in {"tabby", "tiger cat", "Egyptian cat"}
 
@@ -52,7 +55,7 @@ def test_every_coffee_recipe_gives_espresso(server, env, command):
     assert next(iter(json.loads(run(command, server, env)))) == "espresso"
 
 
-SHOWN = documented_recipes(REPO / "README.md", "/predictions/minilm") + documented_recipes(REPO / "README.md", "/wfpredict/")
+SHOWN = [recipe for doc in DOCS for fragment in ("/predictions/minilm", "/wfpredict/") for recipe in documented_recipes(doc, fragment)]
 
 
 def test_text_and_workflow_recipes_are_found():
@@ -69,3 +72,7 @@ def test_text_and_workflow_recipes_give_their_shown_output(server, command, show
 
 def test_there_are_four_coffee_recipes():
     assert len([c for c in recipes("/predictions/efficientnet_lite0") if "coffee.jpg" in c]) == 4
+
+
+def test_the_readme_stays_a_front_door():
+    assert len(README.read_text().splitlines()) <= 300  # the rest lives in docs/
