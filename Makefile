@@ -57,7 +57,7 @@ serve: archive  ## run TorchServe in the foreground, workflows registered once i
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
 
-# Performance (README.md "Performance"). BENCH_ARGS=--smoke for a quick run, --wait-quiet 0.5 on a shared machine.
+# Performance (docs/performance.md). BENCH_ARGS=--smoke for a quick run, --wait-quiet 0.5 on a shared machine.
 BENCH_ARGS ?=
 MODEL      ?= efficientnet_lite0
 .PHONY: bench doctor inspect

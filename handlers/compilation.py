@@ -1,7 +1,7 @@
 """Compile the model for serving: a TorchScript trace (frozen), or torch.compile with inductor.
 
 Both specialise under the worker's autocast, so the compiled graph holds the precision casts.
-Measured on 2 CPU cores (README.md "Performance"): trace + freeze takes under a second and folds
+Measured on 2 CPU cores (docs/performance.md): trace + freeze takes under a second and folds
 batch norms into the convolutions; inductor takes tens of seconds per worker start (and again
 for a new batch shape), which a cold start of a few seconds cannot afford. torch 2.14 marks
 TorchScript deprecated (a FutureWarning, silenced here); it still runs, and is chosen by measurement.

@@ -69,7 +69,7 @@ def server(tmp_path_factory, model_store, wf_store) -> TorchServe:
 def settled(server) -> TorchServe:
     """The server once serve.py's background registration of the workflow is over. While it runs
     (20-35 s on 2 cores) TorchServe 0.12 holds predictions and some management requests until it
-    ends (README.md "Reliability"): timings and short timeouts measured then would measure that."""
+    ends (docs/reliability.md): timings and short timeouts measured then would measure that."""
     deadline = time.monotonic() + 240
     while server.manage("GET", "/workflows/photo_embedding").status_code != 200:
         assert time.monotonic() < deadline, f"photo_embedding not registered; see {server.workdir / 'serve.out'}"

@@ -1,6 +1,6 @@
 """`make bench` in its smoke mode: its own TorchServe, a handful of requests, every output written.
 
-CI runs only this; the full sweep is `make bench` (README.md "Performance"). Timing is not asserted.
+CI runs only this; the full sweep is `make bench` (docs/performance.md). Timing is not asserted.
 """
 
 from __future__ import annotations

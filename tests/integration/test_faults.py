@@ -32,7 +32,7 @@ PHOTO = (REPO / "samples" / "cat.jpg").read_bytes()
 KILL_LOAD, KILL_CONCURRENCY = 160, 8
 SERVED_BEFORE_KILL = 16
 RECOVERY_TARGET_S = 10
-"""The goal (README.md "Reliability" states the measured figure against it)."""
+"""The goal (docs/reliability.md states the measured figure against it)."""
 RECOVERY_LIMIT_S = 60
 """What the test asserts: a loaded 2-core CI box must not fail on a slow model load."""
 WORKER_DIED = "Worker died."
