@@ -52,7 +52,8 @@ class ImageClassifier(BundleHandler):
     def decode_request(self, request: dict) -> torch.Tensor:
         s = self.settings
         raw = extract_image_bytes(request, s.max_bytes)
-        image = decode_image(raw, s.max_pixels, min_side=DRAFT_MARGIN * s.resize if s.jpeg_draft else 0)
+        min_side = DRAFT_MARGIN * s.resize if s.jpeg_draft else 0
+        image = decode_image(raw, s.max_pixels, min_side=min_side, max_decoded_pixels=s.max_decoded_pixels)
         check_proportions(image.size, s.resize, s.max_upscale, s.max_aspect_ratio)
         return image_to_tensor(image, s.resize, s.crop)
 

@@ -145,16 +145,22 @@ def hypotheses(labels: Sequence[str], template: str) -> tuple[str, ...]:
 
 
 def tokenize_request(
-    tokenizer: Callable[..., Mapping[str, list]], request: TextRequest, template: str, max_tokens: int
+    tokenizer: Callable[..., Mapping[str, list]], request: TextRequest, template: str, max_tokens: int,
+    *, chars_per_token: int,
 ) -> TokenizedRequest:
-    """Token ids for the texts and the label hypotheses, each cut to `max_tokens`."""
+    """Token ids for the texts and the label hypotheses, each cut to `max_tokens`.
+
+    Each text is cut to `max_tokens * chars_per_token` characters first, so a request's cost
+    follows what is kept, not what was sent; "truncated" says whether anything was dropped.
+    """
+    budget = max_tokens * chars_per_token
     texts = request.texts + hypotheses(request.labels or (), template)
-    encoded = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+    encoded = tokenizer([text[:budget] for text in texts], truncation=False, verbose=False)["input_ids"]
     cut = [truncate_ids(ids, max_tokens) for ids in encoded]
     return TokenizedRequest(
         request,
         ids=tuple(ids for ids, _ in cut),
-        truncated=tuple(was_cut for _, was_cut in cut[: len(request.texts)]),
+        truncated=tuple(was_cut or len(text) > budget for (_, was_cut), text in zip(cut, request.texts)),
     )
 
 

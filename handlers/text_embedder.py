@@ -43,7 +43,8 @@ class TextEmbedder(BundleHandler):
     def decode_request(self, request: dict) -> TokenizedRequest:
         s = self.settings
         asked = extract_request(request, s.max_texts, s.max_chars, s.labels)
-        return tokenize_request(self.tokenizer, asked, s.hypothesis_template, s.max_tokens)
+        return tokenize_request(self.tokenizer, asked, s.hypothesis_template, s.max_tokens,
+                                chars_per_token=s.chars_per_token)
 
     def collate(self, items: list[TokenizedRequest]) -> dict[str, torch.Tensor]:
         return pad_sorted([ids for item in items for ids in item.ids], self.tokenizer.pad_token_id)

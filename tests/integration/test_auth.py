@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 
 import psutil
 import pytest
@@ -31,6 +32,40 @@ def test_registration_outside_the_model_store_is_refused(server, url):
     response = server.manage("POST", "/models", params={"url": url})
     assert response.status_code == 404
     assert "allowed URL" in response.json()["message"]
+
+
+@pytest.fixture
+def outside_store(tmp_path, model_store):
+    """A real archive in another folder that is also named model-store."""
+    folder = tmp_path / "model-store"
+    folder.mkdir()
+    shutil.copy(model_store / "efficientnet_lite0.mar", folder / "evil.mar")
+    return folder
+
+
+@pytest.mark.parametrize("form, message", [
+    ("file://{folder}/evil.mar", "does not match any allowed URL"),
+    ("{folder}/evil.mar", "Model not found"),  # cut to its name, looked up in the store
+    ("file://{folder}/../model-store/evil.mar", "Relative path is not allowed"),
+    ("{folder}/../model-store/evil.mar", "Relative path is not allowed"),
+    ("../{name}/evil.mar", "Relative path is not allowed"),
+])
+def test_registration_only_from_the_servers_own_store(server, outside_store, form, message):
+    url = form.format(folder=outside_store, name=outside_store.name)
+    params = {"url": url, "model_name": "evil", "initial_workers": 0, "synchronous": "true"}
+    response = server.manage("POST", "/models", params=params)
+    assert response.status_code == 404, response.text
+    assert message in response.json()["message"]
+    assert server.manage("GET", "/models/evil").status_code == 404
+
+
+def test_a_bare_name_in_the_store_still_registers(server):
+    params = {"url": "efficientnet_lite0.mar", "model_name": "bare_name", "initial_workers": 0, "synchronous": "true"}
+    assert server.manage("POST", "/models", params=params).status_code == 200
+    try:
+        assert server.manage("GET", "/models/bare_name").status_code == 200
+    finally:
+        server.manage("DELETE", "/models/bare_name")
 
 
 def test_every_port_the_server_opens_is_on_loopback(server):

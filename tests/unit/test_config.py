@@ -19,7 +19,8 @@ def test_defaults(raw):
     assert settings == ImageSettings()
     assert (settings.precision, settings.topk, settings.resize, settings.crop) == ("fp32", 5, 256, 224)
     assert settings.mean == IMAGENET_MEAN and settings.std == IMAGENET_STD
-    assert settings.max_bytes == 20 * 1024 * 1024 and settings.max_pixels == 40_000_000
+    assert settings.max_bytes == 20 * 1024 * 1024 and settings.max_pixels == 50_000_000
+    assert settings.max_decoded_pixels == 16_000_000
 
 
 def test_settings_are_frozen():

@@ -138,9 +138,27 @@ def fake_tokenizer(texts, truncation, verbose):
 
 def test_tokenize_request_appends_hypotheses_and_flags_only_texts():
     request = TextRequest(("one two three four",), labels=("a", "bb"))
-    item = tokenize_request(fake_tokenizer, request, "is {label}", max_tokens=4)
+    item = tokenize_request(fake_tokenizer, request, "is {label}", max_tokens=4, chars_per_token=100)
     assert item.ids == ((1, 3, 3, 2), (1, 2, 1, 2), (1, 2, 2, 2))
     assert item.truncated == (True,)
+
+
+@pytest.mark.parametrize("text, ids, truncated", [
+    ("aa bb", (1, 2, 2, 2), False),                 # 5 characters: under the budget of 4 x 2
+    ("aaa bbbb", (1, 3, 4, 2), False),              # exactly the budget
+    ("aa bb ccccc", (1, 2, 2, 2), True),            # cut to "aa bb cc" before tokenizing, then to 4 ids
+    ("aa" + " " * 1000 + "bb", (1, 2, 2), True),   # what lies past the budget is never tokenized
+])
+def test_texts_are_cut_to_a_character_budget_before_tokenizing(text, ids, truncated):
+    seen = []
+
+    def tokenizer(texts, truncation, verbose):
+        seen.extend(texts)
+        return fake_tokenizer(texts, truncation, verbose)
+
+    item = tokenize_request(tokenizer, TextRequest((text,)), "{label}", max_tokens=4, chars_per_token=2)
+    assert max(len(t) for t in seen) <= 8
+    assert item.ids == (ids,) and item.truncated == (truncated,)
 
 
 # ---- batches -----------------------------------------------------------------------------

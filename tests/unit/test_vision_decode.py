@@ -243,3 +243,24 @@ def test_images_with_nothing_to_classify_are_refused(size, refused):
     with pytest.raises(UnsupportedDimensions, match=refused) as caught:
         check_proportions(size, 256, 16.0, 20.0)
     assert caught.value.status_code == 422
+
+
+@pytest.mark.reliability
+def test_full_size_decoding_is_bounded_before_any_pixel_is_decoded(monkeypatch, encode):
+    raw = encode(Image.new("RGB", (200, 200)), "PNG")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: pytest.fail("pixels were decoded"))
+    with pytest.raises(PayloadTooLarge, match="200x200 pixels, decoded at full size; the limit for that is "
+                                              "10000 pixels [(]max_decoded_pixels") as caught:
+        decode_image(raw, MAX_PIXELS, max_decoded_pixels=10_000)
+    assert caught.value.status_code == 413
+
+
+@pytest.mark.parametrize("min_side, accepted", [(100, True), (0, False)])
+def test_a_jpeg_counts_at_its_reduced_decoding_scale(encode, min_side, accepted):
+    """800x800 at 1/8 scale is 100x100: inside a 10,000-pixel budget; at full size it is not."""
+    raw = encode(Image.new("RGB", (800, 800), (200, 40, 40)), "JPEG")
+    if accepted:
+        assert decode_image(raw, MAX_PIXELS, min_side=min_side, max_decoded_pixels=10_000).size == (100, 100)
+    else:
+        with pytest.raises(PayloadTooLarge, match="max_decoded_pixels"):
+            decode_image(raw, MAX_PIXELS, min_side=min_side, max_decoded_pixels=10_000)
