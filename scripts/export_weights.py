@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors.torch import save_file
 
 from handlers.architectures import build_module
@@ -78,9 +77,8 @@ def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, rand
 
 
 def input_spec(spec: ModelSpec) -> dict:
-    """What the model expects, from the spec and the handler section of its model-config.yaml."""
-    handler = (yaml.safe_load(spec.config_path.read_text()) or {}).get("handler", {})
-    return spec.input_spec(handler)
+    """What the model expects, from the spec and the settings its model-config.yaml gives the handler."""
+    return spec.input_spec(spec.settings())
 
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:

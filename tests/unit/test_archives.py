@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from handlers.architectures import build_module
+from handlers.config import IMAGENET_MEAN, IMAGENET_STD
 from handlers.weights import load_state_dict, sha256_file
 from models.registry import custom_spec
 from scripts.build_archives import REPO, build_archive
@@ -128,7 +129,8 @@ def test_metadata(entries):
     assert metadata["size_mb"] == round(len(entries["model.safetensors"]) / 2**20, 2)
     assert metadata["num_labels"] == len(LABELS)
     assert metadata["input"]["tensor"]["shape"] == [3, 32, 32]
-    assert metadata["input"]["preprocessing"] == {"resize": 40, "crop": 32}
+    # the config's values, and the settings' defaults for what it leaves out (handlers/config.py)
+    assert metadata["input"]["preprocessing"] == {"resize": 40, "crop": 32, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     assert datetime.fromisoformat(metadata["created_at"]).tzinfo is not None
 
 
