@@ -55,7 +55,6 @@ def random_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
 def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, random_init: bool, num_labels: int) -> dict:
     import torchvision
 
-    parameters = sum(p.numel() for p in module.parameters())
     inputs = input_spec(spec)
     return {
         "name": spec.name,
@@ -67,11 +66,9 @@ def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, rand
         "versions": {
             "torch": torch.__version__, "torchvision": torchvision.__version__, **package_versions(spec.packages)
         },
-        "parameters": parameters,
-        "size_mb": round(weights.stat().st_size / 2**20, 2),
         "num_labels": num_labels,
         "input": inputs,
-        "resources": estimate(module, inputs),
+        "resources": estimate(module, inputs),  # parameters, weights_mb, activations: models/resources.py
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -60,7 +60,7 @@ def test_custom_model_exports(tmp_path, capsys):
     assert "exported mynet" in capsys.readouterr().out
     folder = tmp_path / "out" / "mynet"
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "metadata.json", "labels.json", "net.py"}
-    assert json.loads((folder / "metadata.json").read_text())["parameters"] == 9
+    assert json.loads((folder / "metadata.json").read_text())["resources"]["parameters"] == 9
 
 
 def test_custom_state_dict_that_does_not_fit_fails(tmp_path, capsys):
