@@ -20,7 +20,7 @@ help:  ## list the verbs
 install: $(STAMP)  ## create .venv and install pinned dependencies (checks Java 17+)
 
 $(STAMP): pyproject.toml
-	@scripts/check_java.sh
+	@$(PYTHON) -m scripts.java
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e ".[test,bench]"
