@@ -20,6 +20,8 @@ from models import efficientnet_lite, minilm, torchvision_zoo
 from models.imagenet import imagenet_labels
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+TORCHVISION_CONFIG = CONFIG_DIR / "torchvision.yaml"
+"""One model-config.yaml for the torchvision ImageNet classifiers: they differ only in the name."""
 IMAGE_HANDLER = "handlers/image_classifier.py"
 TEXT_HANDLER = "handlers/text_embedder.py"
 
@@ -78,6 +80,7 @@ def _torchvision(name: str) -> ModelSpec:
         source=torchvision_zoo.source(name),
         pretrained=lambda: torchvision_zoo.pretrained_state_dict(name),
         labels=imagenet_labels,
+        config=TORCHVISION_CONFIG,
     )
 
 

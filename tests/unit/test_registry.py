@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers.config import ImageSettings, TextSettings
-from models.registry import REGISTRY, custom_spec, get_spec
+from models.registry import CONFIG_DIR, REGISTRY, TORCHVISION_CONFIG, custom_spec, get_spec
 from scripts.in_process import handler_class
 
 pytestmark = pytest.mark.unit
@@ -47,3 +47,10 @@ def test_image_input_spec_follows_the_settings(section, crop):
 def test_text_input_spec_follows_the_settings(section, max_tokens):
     spec = get_spec("minilm")
     assert spec.input_spec(spec.settings(section))["max_tokens"] == max_tokens
+
+
+def test_every_shipped_config_belongs_to_a_model():
+    """One config per distinct model setup: the torchvision classifiers share theirs."""
+    used = {spec.config_path for spec in REGISTRY.values()} | {CONFIG_DIR / "custom_image.yaml"}
+    assert set(CONFIG_DIR.glob("*.yaml")) == used
+    assert get_spec("resnet18").config_path == get_spec("resnet50").config_path == TORCHVISION_CONFIG
