@@ -78,5 +78,5 @@ def test_war_is_reproducible_and_carries_the_handlers_package(tmp_path):
     assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
     names = zipfile.ZipFile(first).namelist()
     assert {"WAR-INF/MANIFEST.json", "photo_embedding.yaml", "workflow_nodes.py", "handlers/vision.py",
-            "handlers/errors.py", "handlers/payload.py"} <= set(names)
+            "handlers/errors.py"} <= set(names)
     assert not any("__pycache__" in name for name in names)
