@@ -20,7 +20,7 @@ help:  ## list the verbs
 install: $(STAMP)  ## create .venv and install pinned dependencies (checks Java 17+)
 
 $(STAMP): pyproject.toml
-	@scripts/check_java.sh
+	@$(PYTHON) -m scripts.java
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e ".[test,bench]"
@@ -28,12 +28,17 @@ $(STAMP): pyproject.toml
 
 weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadata for MODELS
 
-$(WEIGHTS_DIR)/%/metadata.json: $(STAMP) models/configs/%.yaml
+# A model's model-config.yaml: models/configs/<name>.yaml, else the one the torchvision
+# classifiers share (resnet18, resnet50: models/registry.py TORCHVISION_CONFIG).
+model_config = $(or $(wildcard models/configs/$(1).yaml),models/configs/torchvision.yaml)
+.SECONDEXPANSION:
+
+$(WEIGHTS_DIR)/%/metadata.json: $(STAMP) $$(call model_config,$$*)
 	$(PY) -m scripts.export_weights $* --out $(WEIGHTS_DIR)
 
 archive: $(MODELS:%=$(MODEL_STORE)/%.mar) $(WORKFLOWS:%=$(WF_STORE)/%.war)  ## build the .mar of MODELS and the .war of WORKFLOWS
 
-$(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json models/configs/%.yaml $(HANDLER_SRC)
+$(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json $$(call model_config,$$*) $(HANDLER_SRC)
 	$(PY) -m scripts.build_archives $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE)
 
 # A workflow names its models' archives; they are registered from the model store with it.

@@ -29,14 +29,9 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
-from handlers.errors import (
-    InferenceFailed,
-    OutOfResources,
-    RequestError,
-    upstream_error,
-)
+from handlers.errors import InferenceFailed, OutOfResources, RequestError
 from handlers.metrics import StageTimer, report_batch
-from handlers.payload import request_payload
+from handlers.payload import request_payload, upstream_error
 from handlers.weights import load_state_dict, read_metadata
 
 log = logging.getLogger(__name__)

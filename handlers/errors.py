@@ -5,10 +5,6 @@ and a JSON body `{"error": code, "detail": message}`. Anything else is unexpecte
 and the client gets a generic message without internals.
 """
 
-import json
-
-ERROR_KEYS = {"error", "detail"}
-
 
 class RequestError(Exception):
     """One request cannot be answered; the rest of the batch is unaffected."""
@@ -74,37 +70,11 @@ class UpstreamError(RequestError):
     """An error an earlier workflow node already gave; later nodes pass it on unchanged.
 
     TorchServe's workflow DAG hands each node the previous node's response body and ignores its
-    status, so a failed request travels on as its error body; the code tells its status back.
+    status, so a failed request travels on as its error body (handlers.payload.upstream_error
+    recognises it); the code tells its status back.
     """
 
-    def __init__(self, code: str, detail: str):
+    def __init__(self, code: str, detail: str, status_code: int):
         super().__init__(detail)
         self.code = code
-        self.status_code = status_for(code)
-
-
-def status_for(code: str) -> int:
-    """The HTTP status of an error code (500 for a code this bundle does not define)."""
-    pending, statuses = [RequestError], {}
-    while pending:
-        cls = pending.pop()
-        statuses.setdefault(cls.code, cls.status_code)
-        pending.extend(cls.__subclasses__())
-    return statuses.get(code, 500)
-
-
-def upstream_error(payload) -> UpstreamError | None:
-    """The error an earlier node answered, if `payload` (a dict, or JSON bytes) is one."""
-    if isinstance(payload, (bytes, bytearray)):
-        head = bytes(payload[:64]).lstrip()
-        if not (head.startswith(b"{") and b'"error"' in head):
-            return None
-        try:
-            payload = json.loads(bytes(payload))
-        except ValueError:
-            return None
-    if not (isinstance(payload, dict) and set(payload) in (ERROR_KEYS, ERROR_KEYS | {"status"})):
-        return None
-    if isinstance(payload["error"], str) and isinstance(payload["detail"], str):
-        return UpstreamError(payload["error"], payload["detail"])
-    return None
+        self.status_code = status_code

@@ -1,11 +1,44 @@
-"""Where a TorchServe request dict keeps its payload."""
+"""What a TorchServe request dict carries: its payload, and inside a workflow an earlier node's error."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
+
+from handlers.errors import RequestError, UpstreamError
+
+ERROR_KEYS = {"error", "detail"}
+"""The keys of RequestError.to_body(); `assemble` adds "status"."""
 
 
 def request_payload(request: Mapping[str, Any]) -> Any:
     """`data` (multipart field) or `body` (raw, JSON or text body); None when TorchServe parsed it away."""
     payload = request.get("data")
     return request.get("body") if payload is None else payload
+
+
+def upstream_error(payload: Any) -> UpstreamError | None:
+    """The error an earlier node answered, if `payload` (a dict, or JSON bytes) is one."""
+    if isinstance(payload, (bytes, bytearray)):
+        head = bytes(payload[:64]).lstrip()
+        if not (head.startswith(b"{") and b'"error"' in head):
+            return None
+        try:
+            payload = json.loads(bytes(payload))
+        except ValueError:
+            return None
+    if not (isinstance(payload, dict) and set(payload) in (ERROR_KEYS, ERROR_KEYS | {"status"})):
+        return None
+    if isinstance(payload["error"], str) and isinstance(payload["detail"], str):
+        return UpstreamError(payload["error"], payload["detail"], status_for(payload["error"]))
+    return None
+
+
+def status_for(code: str) -> int:
+    """The HTTP status of an error code (500 for a code this bundle does not define)."""
+    pending, statuses = [RequestError], {}
+    while pending:
+        cls = pending.pop()
+        statuses.setdefault(cls.code, cls.status_code)
+        pending.extend(cls.__subclasses__())
+    return statuses.get(code, 500)

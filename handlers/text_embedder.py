@@ -50,9 +50,9 @@ class TextEmbedder(BundleHandler):
         return pad_sorted([ids for item in items for ids in item.ids], self.tokenizer.pad_token_id)
 
     def infer(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return embed_padded(self.encode, batch, self.settings.chunk_texts)
+        return embed_padded(self.run_encoder, batch, self.settings.chunk_texts)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def run_encoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token vectors (last hidden state) for one padded chunk."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 

@@ -8,7 +8,7 @@ out, so a text query embedded by /predictions/minilm finds the photo by cosine s
 
 TorchServe hands each node the previous nodes' response bodies and ignores their statuses, so a
 failed request travels on as its error body {"error", "detail"}: every node passes it through
-(handlers.errors.upstream_error) and `assemble` answers it with its status in the body.
+(handlers.payload.upstream_error) and `assemble` answers it with its status in the body.
 TorchServe calls each function once with data=None when the node loads.
 """
 
@@ -18,7 +18,8 @@ import json
 import logging
 
 from handlers.config import ImageSettings
-from handlers.errors import InferenceFailed, RequestError, upstream_error
+from handlers.errors import InferenceFailed, RequestError
+from handlers.payload import upstream_error
 from handlers.vision import extract_image_bytes
 
 log = logging.getLogger(__name__)

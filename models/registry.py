@@ -9,26 +9,31 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
+import yaml
 
+from handlers.config import HandlerSettings, ImageSettings, TextSettings, parse_settings
 from handlers.weights import read_state_dict
 from models import efficientnet_lite, minilm, torchvision_zoo
 from models.imagenet import imagenet_labels
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+TORCHVISION_CONFIG = CONFIG_DIR / "torchvision.yaml"
+"""One model-config.yaml for the torchvision ImageNet classifiers: they differ only in the name."""
 IMAGE_HANDLER = "handlers/image_classifier.py"
 TEXT_HANDLER = "handlers/text_embedder.py"
 
 
-def image_input_spec(handler: dict) -> dict:
-    """What an image model expects, for metadata.json, from its model-config.yaml `handler:` section."""
-    crop = handler.get("crop", 224)
+def image_input_spec(settings: ImageSettings) -> dict:
+    """What an image model expects, for metadata.json, from its parsed handler settings."""
     return {
         "encoding": "image bytes (JPEG, PNG, WebP, GIF, BMP, TIFF) or base64 JSON",
-        "tensor": {"shape": [3, crop, crop], "dtype": "float32", "layout": "NCHW"},
-        "preprocessing": {k: handler[k] for k in ("resize", "crop", "mean", "std") if k in handler},
+        "tensor": {"shape": [3, settings.crop, settings.crop], "dtype": "float32", "layout": "NCHW"},
+        "preprocessing": {
+            "resize": settings.resize, "crop": settings.crop, "mean": list(settings.mean), "std": list(settings.std)
+        },
     }
 
 
@@ -42,18 +47,30 @@ class ModelSpec:
     pretrained: Callable[[], dict[str, torch.Tensor]]
     labels: Callable[[], list[str]]
     handler: str = IMAGE_HANDLER
+    settings_class: type[HandlerSettings] = ImageSettings
+    """The handler's settings (handlers.config), which its model-config.yaml `handler:` section fills."""
     config: Path | None = None
     """model-config.yaml for the archive; defaults to models/configs/<name>.yaml."""
     extra_files: tuple[Path, ...] = field(default=())
     """Files the handler needs next to the weights (a custom model's source file, a tokenizer)."""
-    input_spec: Callable[[dict], dict] = image_input_spec
-    """The metadata's "input" entry, from the config's `handler:` section."""
+    input_spec: Callable[[Any], dict] = image_input_spec
+    """The metadata's "input" entry, from the parsed settings (an instance of settings_class)."""
     packages: tuple[str, ...] = ()
     """Packages whose versions the metadata records besides torch and torchvision."""
 
     @property
     def config_path(self) -> Path:
         return self.config or CONFIG_DIR / f"{self.name}.yaml"
+
+    def model_config(self) -> dict:
+        """The model-config.yaml the archive ships, as a dict."""
+        return yaml.safe_load(self.config_path.read_text()) or {}
+
+    def settings(self, handler: Mapping[str, Any] | None = None) -> HandlerSettings:
+        """The handler's settings as the handler will parse them: from `handler` (a `handler:`
+        section) when given, else from the shipped config. Defaults live only in handlers/config.py."""
+        section = self.model_config().get("handler") if handler is None else handler
+        return parse_settings(self.settings_class, section)
 
 
 def _torchvision(name: str) -> ModelSpec:
@@ -63,6 +80,7 @@ def _torchvision(name: str) -> ModelSpec:
         source=torchvision_zoo.source(name),
         pretrained=lambda: torchvision_zoo.pretrained_state_dict(name),
         labels=imagenet_labels,
+        config=TORCHVISION_CONFIG,
     )
 
 
@@ -83,6 +101,7 @@ REGISTRY: dict[str, ModelSpec] = {
         pretrained=minilm.pretrained_state_dict,
         labels=list,  # no class labels: zero-shot labels come with each request or from the config
         handler=TEXT_HANDLER,
+        settings_class=TextSettings,
         extra_files=tuple(minilm.package_dir() / name for name in minilm.TOKENIZER_FILES),
         input_spec=minilm.input_spec,
         packages=minilm.PACKAGES,

@@ -10,14 +10,13 @@ import argparse
 import importlib.metadata
 import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts import java
 from scripts.ts_config import listen_addresses
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,15 +40,6 @@ def pinned_versions(pyproject: Path) -> dict[str, str]:
     return {m.group(1).lower(): m.group(2) for m in pins if m}
 
 
-def java_major(version_output: str) -> int | None:
-    """17 from 'openjdk version "17.0.15" 2025-04-15' (and 8 from '"1.8.0_392"')."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
-    if not match:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
-
-
 def cpu_flags(cpuinfo_text: str) -> set[str]:
     match = re.search(r"^flags\s*:(.*)$", cpuinfo_text, flags=re.M)
     return set(match.group(1).split()) & set(CPU_FLAGS) if match else set()
@@ -70,13 +60,8 @@ def check_versions() -> list[Check]:
 
 
 def check_java() -> Check:
-    java = shutil.which("java", path=os.pathsep.join(filter(None, [os.environ.get("JAVA_HOME", "") + "/bin", os.environ.get("PATH")])))
-    fix = "install Java 17+ (Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME"
-    if not java:
-        return Check("java", False, "not found", fix)
-    output = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
-    major = java_major(output)
-    return Check("java", bool(major and major >= 17), output.splitlines()[0] if output else "?", fix)
+    found = java.check_java()
+    return Check("java", found.ok, found.version or found.problem, java.FIX)
 
 
 def check_cuda() -> Check:

@@ -2,7 +2,7 @@
 
     python -m scripts.export_weights efficientnet_lite0              # packaged ImageNet weights
     python -m scripts.export_weights minilm                          # packaged all-MiniLM-L6-v2 + tokenizer
-    python -m scripts.export_weights resnet50 --pretrained           # downloads (online only)
+    python -m scripts.export_weights resnet50                        # downloads (online only)
     python -m scripts.export_weights resnet18 --random-init          # untrained, for smoke tests
     python -m scripts.export_weights mynet --module-file net.py --class-name Net --state-dict net.pth
 """
@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors.torch import save_file
 
 from handlers.architectures import build_module
@@ -31,12 +30,32 @@ DEFAULT_OUT = Path("build/weights")
 
 
 def export(spec: ModelSpec, out_dir: Path, random_init: bool = False) -> Path:
-    """Write <out_dir>/<name>/{model.safetensors, metadata.json, labels.json}; return the folder."""
+    """Write <out_dir>/<name>/{model.safetensors, metadata.json, labels.json}; return the folder.
+
+    All or nothing: the files go to a staging folder that replaces <name>/ only once complete,
+    so a failed export leaves nothing behind (and a previous export as it was).
+    """
     state = random_state_dict(spec) if random_init else spec.pretrained()
-    folder = out_dir / spec.name  # created only once the weights exist: a failed export leaves nothing
-    folder.mkdir(parents=True, exist_ok=True)
     module = build_module(spec.architecture, _source_dir(spec))
     module.load_state_dict(state)  # proves the weights fit the architecture before shipping them
+    folder, staging = out_dir / spec.name, out_dir / f".{spec.name}.partial"
+    created_out_dir = not out_dir.exists()
+    shutil.rmtree(staging, ignore_errors=True)  # left by an export that was killed
+    staging.mkdir(parents=True)
+    try:
+        write_export(spec, module, staging, random_init)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created_out_dir and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+    return folder
+
+
+def write_export(spec: ModelSpec, module: torch.nn.Module, folder: Path, random_init: bool) -> None:
+    """The weights (as the module holds them), labels, extra files and metadata.json into `folder`."""
     tensors = {key: tensor.contiguous() for key, tensor in module.state_dict().items()}
     save_file(tensors, str(folder / WEIGHTS_FILE))
     labels = spec.labels()
@@ -45,7 +64,6 @@ def export(spec: ModelSpec, out_dir: Path, random_init: bool = False) -> Path:
         shutil.copyfile(extra, folder / extra.name)
     metadata = build_metadata(spec, folder / WEIGHTS_FILE, module, random_init, len(labels))
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    return folder
 
 
 def random_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
@@ -56,7 +74,6 @@ def random_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:
 def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, random_init: bool, num_labels: int) -> dict:
     import torchvision
 
-    parameters = sum(p.numel() for p in module.parameters())
     inputs = input_spec(spec)
     return {
         "name": spec.name,
@@ -68,19 +85,16 @@ def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, rand
         "versions": {
             "torch": torch.__version__, "torchvision": torchvision.__version__, **package_versions(spec.packages)
         },
-        "parameters": parameters,
-        "size_mb": round(weights.stat().st_size / 2**20, 2),
         "num_labels": num_labels,
         "input": inputs,
-        "resources": estimate(module, inputs),
+        "resources": estimate(module, inputs),  # parameters, weights_mb, activations: models/resources.py
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
 def input_spec(spec: ModelSpec) -> dict:
-    """What the model expects, from the spec and the handler section of its model-config.yaml."""
-    handler = (yaml.safe_load(spec.config_path.read_text()) or {}).get("handler", {})
-    return spec.input_spec(handler)
+    """What the model expects, from the spec and the settings its model-config.yaml gives the handler."""
+    return spec.input_spec(spec.settings())
 
 
 def package_versions(names: tuple[str, ...]) -> dict[str, str]:
@@ -97,9 +111,7 @@ def _source_dir(spec: ModelSpec) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=[DEFAULT_MODEL], help="registered model names")
-    init = parser.add_mutually_exclusive_group()
-    init.add_argument("--pretrained", action="store_true", help="pretrained weights (the default)")
-    init.add_argument("--random-init", action="store_true", help="untrained weights, seed 0")
+    parser.add_argument("--random-init", action="store_true", help="untrained weights, seed 0 (default: pretrained)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     custom = parser.add_argument_group("your own model (one name)")
     custom.add_argument("--module-file", type=Path, help="Python file defining the nn.Module")

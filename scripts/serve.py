@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from scripts import java
 from scripts.workflows import register_all
 
 STOP_TIMEOUT_S = 60
@@ -61,14 +61,9 @@ def resume_config(config: Path, snapshot_dir: Path, run_dir: Path) -> Path:
 
 
 def check_java() -> None:
-    if shutil.which("java", path=_java_path()) is None:
-        sys.exit("serve: Java 17+ is required by TorchServe and was not found. "
-                 "Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME).")
-
-
-def _java_path() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    return os.pathsep.join(filter(None, [java_home and f"{java_home}/bin", os.environ.get("PATH", "")]))
+    found = java.check_java()
+    if not found.ok:
+        sys.exit(f"serve: {found.problem}. Fix: {java.FIX}.")
 
 
 def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start=None) -> int:

@@ -16,8 +16,10 @@ import torch
 import yaml
 
 from handlers.architectures import build_module
+from handlers.config import IMAGENET_MEAN, IMAGENET_STD
 from handlers.weights import load_state_dict, sha256_file
 from models.registry import custom_spec
+from models.resources import MB
 from scripts.build_archives import REPO, build_archive
 from scripts.export_weights import export
 
@@ -114,7 +116,7 @@ def test_config_and_labels_travel(entries):
     assert json.loads(entries["labels.json"]) == LABELS
 
 
-def test_metadata(entries):
+def test_metadata(entries, root):
     import torchvision
 
     metadata = json.loads(entries["metadata.json"])
@@ -124,11 +126,14 @@ def test_metadata(entries):
     assert metadata["versions"] == {"torch": torch.__version__, "torchvision": torchvision.__version__}
     assert metadata["weights_file"] == "model.safetensors" and metadata["format"] == "safetensors"
     assert metadata["sha256"] == hashlib.sha256(entries["model.safetensors"]).hexdigest()
-    assert metadata["parameters"] == 3 * 4 + 4
-    assert metadata["size_mb"] == round(len(entries["model.safetensors"]) / 2**20, 2)
+    tensors = load_state_dict(root / "weights" / NAME, metadata).values()
+    assert metadata["resources"]["parameters"] == 3 * 4 + 4  # written once, with one size figure
+    assert metadata["resources"]["weights_mb"] == round(sum(t.numel() * t.element_size() for t in tensors) / MB, 2)
+    assert not {"parameters", "size_mb"} & set(metadata)
     assert metadata["num_labels"] == len(LABELS)
     assert metadata["input"]["tensor"]["shape"] == [3, 32, 32]
-    assert metadata["input"]["preprocessing"] == {"resize": 40, "crop": 32}
+    # the config's values, and the settings' defaults for what it leaves out (handlers/config.py)
+    assert metadata["input"]["preprocessing"] == {"resize": 40, "crop": 32, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     assert datetime.fromisoformat(metadata["created_at"]).tzinfo is not None
 
 

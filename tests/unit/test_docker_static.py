@@ -99,7 +99,7 @@ def test_python_and_java_match_the_project():
     python = SpecifierSet(PYPROJECT["project"]["requires-python"])
     bases = re.findall(r"python:(3\.\d+)-slim", DOCKERFILE) + re.findall(r"\bpython(3\.\d+)-venv", DOCKERFILE)
     assert len(bases) == 2 and all(python.contains(f"{version}.0") for version in bases)
-    assert DOCKERFILE.count("openjdk-17-jre-headless") == 2  # scripts/check_java.sh wants 17+
+    assert DOCKERFILE.count("openjdk-17-jre-headless") == 2  # scripts/java.py wants 17+
 
 
 def test_cuda_base_matches_the_pinned_torch_wheel():
@@ -125,7 +125,7 @@ def test_builder_runs_make_archive_without_the_install_step(tmp_path):
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "/opt/venv/bin/python -m scripts.export_weights efficientnet_lite0" in dry
     assert "/opt/venv/bin/python -m scripts.build_archives efficientnet_lite0" in dry
-    assert "pip install" not in dry and "check_java" not in dry
+    assert "pip install" not in dry and "scripts.java" not in dry
 
 
 @pytest.mark.parametrize("config", sorted((REPO / "models" / "configs").glob("*.yaml")), ids=lambda p: p.stem)

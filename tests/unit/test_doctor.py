@@ -12,19 +12,6 @@ from scripts.ts_config import listen_addresses, local_url
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize(
-    ("output", "major"),
-    [
-        ('openjdk version "17.0.15" 2025-04-15', 17),
-        ('openjdk version "21" 2023-09-19', 21),
-        ('java version "1.8.0_392"', 8),
-        ("command not found", None),
-    ],
-)
-def test_java_major(output, major):
-    assert doctor.java_major(output) == major
-
-
 def test_listen_addresses_and_local_urls():
     text = "inference_address=http://0.0.0.0:8080\nmanagement_address=http://127.0.0.1:8081\n# metrics_address=http://x:1\n"
     assert listen_addresses(text) == {"inference": ("0.0.0.0", 8080), "management": ("127.0.0.1", 8081)}

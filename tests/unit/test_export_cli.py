@@ -47,20 +47,24 @@ def test_bad_arguments_fail_with_one_line(argv, message, tmp_path, capsys):
     assert message in err and "Traceback" not in err
 
 
-def test_custom_model_exports(tmp_path, capsys):
+def custom_net_argv(tmp_path) -> list[str]:
+    """A two-in, three-out Linear net, its state_dict and the argv that exports it to tmp_path/out."""
     (tmp_path / "net.py").write_text(
         "from torch import nn\n\nclass Net(nn.Module):\n"
         "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(2, 3)\n"
         "    def forward(self, x):\n        return self.fc(x)\n"
     )
     torch.save({"fc.weight": torch.ones(3, 2), "fc.bias": torch.zeros(3)}, tmp_path / "net.pth")
-    argv = ["mynet", "--module-file", str(tmp_path / "net.py"), "--class-name", "Net",
+    return ["mynet", "--module-file", str(tmp_path / "net.py"), "--class-name", "Net",
             "--state-dict", str(tmp_path / "net.pth"), "--out", str(tmp_path / "out")]
-    assert main(argv) == 0
+
+
+def test_custom_model_exports(tmp_path, capsys):
+    assert main(custom_net_argv(tmp_path)) == 0
     assert "exported mynet" in capsys.readouterr().out
     folder = tmp_path / "out" / "mynet"
     assert {p.name for p in folder.iterdir()} == {"model.safetensors", "metadata.json", "labels.json", "net.py"}
-    assert json.loads((folder / "metadata.json").read_text())["parameters"] == 9
+    assert json.loads((folder / "metadata.json").read_text())["resources"]["parameters"] == 9
 
 
 def test_custom_state_dict_that_does_not_fit_fails(tmp_path, capsys):
@@ -70,3 +74,24 @@ def test_custom_state_dict_that_does_not_fit_fails(tmp_path, capsys):
             "--state-dict", str(tmp_path / "net.pth"), "--out", str(tmp_path / "out")]
     assert main(argv) == 1
     assert "size mismatch" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # no empty mynet/ folder either
+
+
+def test_export_failing_after_the_weights_leaves_nothing(tmp_path, capsys):
+    """The weights are written before the config is read: a bad config must not leave them behind."""
+    (tmp_path / "bad.yaml").write_text("handler:\n  tpok: 3\n")
+    assert main([*custom_net_argv(tmp_path), "--config", str(tmp_path / "bad.yaml")]) == 1
+    assert "'tpok'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_reexport_keeps_the_previous_export(tmp_path, capsys):
+    argv = custom_net_argv(tmp_path)
+    assert main(argv) == 0
+    folder = tmp_path / "out" / "mynet"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    (tmp_path / "bad.yaml").write_text("handler:\n  tpok: 3\n")
+    assert main([*argv, "--config", str(tmp_path / "bad.yaml")]) == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["mynet"]  # no staging folder left
+

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from handlers import workflow_nodes as nodes
-from handlers.errors import UndecodableInput, status_for, upstream_error
 from scripts.build_workflow import DEFAULT_SPEC, build_workflow
 
 pytestmark = pytest.mark.unit
@@ -29,33 +28,6 @@ ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}
 )
 def test_caption_for(labels, caption):
     assert nodes.caption_for(labels) == caption
-
-
-@pytest.mark.parametrize(
-    ("payload", "status"),
-    [
-        (ERROR_BODY, 422),
-        (bytearray(ERROR_BODY), 422),
-        ({"error": "payload_too_large", "detail": "x"}, 413),
-        ({"error": "invalid_payload", "detail": "x", "status": 400}, 400),
-        ({"error": "no_such_code", "detail": "x"}, 500),
-    ],
-)
-def test_upstream_errors_are_recognised_with_their_status(payload, status):
-    assert upstream_error(payload).status_code == status
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [b"\xff\xd8\xff\xe0 jpeg", b'{"text": "an error was made"}', {"text": "x"}, {"error": "x"},
-     {"error": 1, "detail": "x"}, b'{"error": broken', None, "plain text"],
-)
-def test_ordinary_payloads_are_not_upstream_errors(payload):
-    assert upstream_error(payload) is None
-
-
-def test_status_for_known_codes():
-    assert status_for(UndecodableInput.code) == 422
 
 
 def test_functions_do_nothing_when_the_node_loads():
