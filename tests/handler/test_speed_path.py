@@ -12,8 +12,6 @@ from handlers.image_classifier import ImageClassifier
 from models.registry import get_spec
 from scripts.agreement import REFERENCE, augmented_jpegs, measure, parse_overrides, top1_agreement
 
-pytestmark = pytest.mark.handler
-
 SHIPPED = yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text())
 
 

@@ -16,15 +16,6 @@ from tests.conftest import encode_image as encode  # noqa: F401  (the integratio
 from tests.integration.figures import summary_lines
 from tests.integration.server import TorchServe
 
-pytestmark = pytest.mark.integration
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/integration/" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)
-
-
 def pytest_terminal_summary(terminalreporter):
     """The reliability tests' measured figures (tests/integration/figures.py), if any ran."""
     lines = summary_lines()

@@ -13,9 +13,6 @@ import pytest
 
 from tests.integration.server import REPO
 
-pytestmark = pytest.mark.integration
-
-
 @pytest.fixture(scope="module")
 def bench_out(model_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")

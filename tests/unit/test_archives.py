@@ -21,8 +21,6 @@ from models.registry import custom_spec
 from scripts.build_archives import REPO, build_archive
 from scripts.export_weights import export
 
-pytestmark = pytest.mark.unit
-
 NAME = "tinynet_test"
 LABELS = ["red", "green", "blue", "grey"]
 MODEL_SOURCE = '''

@@ -10,9 +10,6 @@ import yaml
 from handlers.config import IMAGENET_MEAN, IMAGENET_STD, HandlerSettings, ImageSettings, parse_settings
 from models.registry import CONFIG_DIR, IMAGE_HANDLER, REGISTRY
 
-pytestmark = pytest.mark.unit
-
-
 @pytest.mark.parametrize("raw", [None, {}])
 def test_defaults(raw):
     settings = parse_settings(ImageSettings, raw)

@@ -9,9 +9,6 @@ import torch
 
 from handlers.base import autocast_for, select_device
 
-pytestmark = pytest.mark.unit
-
-
 @pytest.mark.parametrize(
     "gpu_id, cuda_available, expected",
     [

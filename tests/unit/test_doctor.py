@@ -9,9 +9,6 @@ import pytest
 from scripts import doctor
 from scripts.ts_config import listen_addresses, local_url
 
-pytestmark = pytest.mark.unit
-
-
 @pytest.mark.parametrize(
     ("output", "major"),
     [

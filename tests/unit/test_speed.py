@@ -17,8 +17,6 @@ from handlers.compilation import compile_model
 from handlers.config import ImageSettings, parse_settings
 from handlers.vision import centre_crop_box, decode_image, image_to_tensor
 
-pytestmark = pytest.mark.unit
-
 CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")
 
 

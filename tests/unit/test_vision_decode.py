@@ -13,8 +13,6 @@ from PIL import Image, ImageFile
 from handlers.errors import PayloadTooLarge, UndecodableInput, UnsupportedDimensions, UnsupportedMediaType
 from handlers.vision import check_proportions, decode_image
 
-pytestmark = pytest.mark.unit
-
 MAX_PIXELS = 40_000_000
 ORIENTATION = 0x0112
 

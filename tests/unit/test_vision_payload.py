@@ -9,8 +9,6 @@ import pytest
 from handlers.errors import EmptyPayload, InvalidPayload, PayloadTooLarge, UnsupportedMediaType
 from handlers.vision import decode_base64, extract_image_bytes
 
-pytestmark = pytest.mark.unit
-
 IMAGE = b"\x89PNG\r\n\x1a\n not really, but bytes are bytes"
 B64 = base64.b64encode(IMAGE).decode()
 LIMIT = 1024

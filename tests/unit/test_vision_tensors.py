@@ -10,9 +10,6 @@ from torchvision.transforms import v2
 from handlers.config import IMAGENET_MEAN, IMAGENET_STD
 from handlers.vision import image_to_tensor, normalize_batch, top_k_labels
 
-pytestmark = pytest.mark.unit
-
-
 @pytest.mark.parametrize(
     "size, resize, crop",
     [((451, 300), 256, 224), ((300, 451), 256, 224), ((1, 1), 256, 224), ((4000, 10), 32, 32), ((224, 224), 224, 224)],

@@ -14,7 +14,6 @@ from handlers import workflow_nodes as nodes
 from handlers.errors import UndecodableInput, status_for, upstream_error
 from scripts.build_workflow import DEFAULT_SPEC, build_workflow
 
-pytestmark = pytest.mark.unit
 ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}, indent=2).encode()
 
 
