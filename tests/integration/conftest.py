@@ -16,6 +16,7 @@ from tests.conftest import encode_image as encode  # noqa: F401  (the integratio
 from tests.integration.figures import summary_lines
 from tests.integration.server import TorchServe
 
+
 def pytest_terminal_summary(terminalreporter):
     """The reliability tests' measured figures (tests/integration/figures.py), if any ran."""
     lines = summary_lines()

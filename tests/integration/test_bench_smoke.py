@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.server import REPO
 
+
 @pytest.fixture(scope="module")
 def bench_out(model_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")

@@ -9,6 +9,7 @@ import pytest
 from scripts import doctor
 from scripts.ts_config import listen_addresses, local_url
 
+
 @pytest.mark.parametrize(
     ("output", "major"),
     [

@@ -8,6 +8,7 @@ import torch
 from handlers.architectures import build_module
 from models.efficientnet_lite import ARCHITECTURE, EXPECTED_TENSORS, WeightMappingError, pretrained_state_dict, remap_in_order
 
+
 def source() -> dict[str, torch.Tensor]:
     return {
         "_conv.weight": torch.ones(4, 3),

@@ -10,6 +10,7 @@ import torch
 
 from scripts.export_weights import main
 
+
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No cached torchvision weights and no network, whatever this machine has."""

@@ -6,6 +6,7 @@ import pytest
 
 from models.imagenet import imagenet_labels, unique_labels
 
+
 @pytest.mark.parametrize(
     "names, expected",
     [

@@ -9,6 +9,7 @@ import pytest
 
 from scripts.loadgen import percentile, require_loopback, run_load
 
+
 @pytest.mark.parametrize(
     ("values", "pct", "expected"),
     [([], 50, 0.0), ([5.0], 99, 5.0), ([1, 2, 3, 4], 50, 2), ([1, 2, 3, 4], 99, 4), (list(range(1, 101)), 90, 90)],

@@ -20,6 +20,7 @@ from handlers.weights import (
     warn_on_version_drift,
 )
 
+
 @pytest.fixture
 def model() -> nn.Module:
     torch.manual_seed(0)
