@@ -1,4 +1,4 @@
-"""scripts.build_workflow: the reproducible .war (moved from tests/unit/test_workflow_nodes.py)."""
+"""scripts.build_workflow: the .war is reproducible and carries the handlers package."""
 
 from __future__ import annotations
 
