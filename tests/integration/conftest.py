@@ -67,3 +67,9 @@ def settled(server) -> TorchServe:
         assert time.monotonic() < deadline, f"photo_embedding not registered; see {server.workdir / 'serve.out'}"
         time.sleep(1)
     return server
+
+
+@pytest.fixture(scope="session")
+def workflow(settled) -> str:
+    """photo_embedding, once serve.py's background registration of it is over."""
+    return "photo_embedding"
