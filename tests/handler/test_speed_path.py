@@ -3,6 +3,8 @@ and the agreement script's measurement on a few crops."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import yaml
@@ -28,7 +30,7 @@ def test_shipped_speed_settings(classifier):
     assert (s.compile, s.channels_last, s.jpeg_draft) == ("trace", True, True)
     assert classifier.precision == SHIPPED["handler"]["precision"]
     assert classifier.batch_size == SHIPPED["batchSize"]
-    assert torch.get_num_threads() >= 1
+    assert torch.get_num_threads() == len(os.sched_getaffinity(0)) // SHIPPED["maxWorkers"]  # threads: 0 = cores / maxWorkers
 
 
 def test_fast_and_plain_paths_give_the_same_answers(classifier, plain, serve, classifier_context, chelsea, coffee, encode):
