@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 HANDLER_SRC := $(wildcard handlers/*.py)
 
-.PHONY: help install weights archive archive-custom serve stop test clean
+.PHONY: help install weights archive archive-custom serve stop test lint clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -77,8 +77,12 @@ inspect: $(WEIGHTS_DIR)/$(MODEL)/metadata.json  ## resource estimates for MODEL:
 	$(PY) -m scripts.inspect_model $(MODEL) --model-dir $(WEIGHTS_DIR)/$(MODEL)
 
 # pytest exits 5 when a selection (e.g. PYTEST_ARGS="-m gpu") collects no tests: not a failure.
-test: $(STAMP)  ## run the whole test suite (unit, handler, integration)
+test: $(STAMP)  ## run the whole test suite (tiers: unit, handler, tooling, integration, container)
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+# pyproject.toml [tool.ruff]: pyflakes, pycodestyle, isort, bugbear. Not part of `make test` yet.
+lint: $(STAMP)  ## check the Python code with ruff (pyproject.toml [tool.ruff])
+	$(VENV)/bin/ruff check .
 
 # The load test of `make test` (2,000 requests) at soak size, on a server of its own (started and
 # stopped by the test session). Prints p50/p99/throughput under "reliability figures".

@@ -8,7 +8,7 @@ build/weights/<name>/ (metadata.json, labels.json ...), and model-config.yaml.
 
 Reproducible: zip entries are written in sorted order with a fixed timestamp, and the manifest's
 createdOn is the export's created_at, so the same inputs give a byte-identical .mar
-(compare `sha256sum model-store/*.mar` across two builds; tests/unit/test_archives.py does).
+(compare `sha256sum model-store/*.mar` across two builds; tests/tooling/test_build_archives.py does).
 """
 
 from __future__ import annotations

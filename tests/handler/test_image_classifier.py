@@ -15,8 +15,6 @@ from handlers.image_classifier import ImageClassifier
 from handlers.weights import WeightsError
 from models.registry import get_spec
 
-pytestmark = pytest.mark.handler
-
 CATS = {"tabby", "tiger cat", "Egyptian cat"}
 ORIENTATION = 0x0112
 

@@ -3,6 +3,8 @@ and the agreement script's measurement on a few crops."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import yaml
@@ -11,8 +13,6 @@ from handlers.base import warmup_sizes
 from handlers.image_classifier import ImageClassifier
 from models.registry import get_spec
 from scripts.agreement import REFERENCE, augmented_jpegs, measure, parse_overrides, top1_agreement
-
-pytestmark = pytest.mark.handler
 
 SHIPPED = yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text())
 
@@ -30,7 +30,7 @@ def test_shipped_speed_settings(classifier):
     assert (s.compile, s.channels_last, s.jpeg_draft) == ("trace", True, True)
     assert classifier.precision == SHIPPED["handler"]["precision"]
     assert classifier.batch_size == SHIPPED["batchSize"]
-    assert torch.get_num_threads() >= 1
+    assert torch.get_num_threads() == len(os.sched_getaffinity(0)) // SHIPPED["maxWorkers"]  # threads: 0 = cores / maxWorkers
 
 
 def test_fast_and_plain_paths_give_the_same_answers(classifier, plain, serve, classifier_context, chelsea, coffee, encode):

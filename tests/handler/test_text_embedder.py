@@ -14,8 +14,6 @@ from models.registry import get_spec
 from scripts.build_archives import REPO
 from scripts.export_weights import export
 
-pytestmark = pytest.mark.handler
-
 SHORT = "A man is eating food."
 MIXED = [
     SHORT,

@@ -16,14 +16,6 @@ from tests.conftest import encode_image as encode  # noqa: F401  (the integratio
 from tests.integration.figures import summary_lines
 from tests.integration.server import TorchServe
 
-pytestmark = pytest.mark.integration
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "tests/integration/" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)
-
 
 def pytest_terminal_summary(terminalreporter):
     """The reliability tests' measured figures (tests/integration/figures.py), if any ran."""
@@ -75,3 +67,9 @@ def settled(server) -> TorchServe:
         assert time.monotonic() < deadline, f"photo_embedding not registered; see {server.workdir / 'serve.out'}"
         time.sleep(1)
     return server
+
+
+@pytest.fixture(scope="session")
+def workflow(settled) -> str:
+    """photo_embedding, once serve.py's background registration of it is over."""
+    return "photo_embedding"

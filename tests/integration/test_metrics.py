@@ -24,9 +24,10 @@ def scrape(server, model: str) -> dict[str, float]:
 
 
 def test_inference_counters_grow(server, coffee):
+    items_before = scrape(server, "efficientnet_lite0").get("HandlerItems", 0.0)
     before = scrape(server, "efficientnet_lite0").get("ts_inference_requests_total", 0.0)
     assert server.predict("efficientnet_lite0", data=encode(coffee, "JPEG")).status_code == 200
     after = scrape(server, "efficientnet_lite0")
     assert after["ts_inference_requests_total"] == before + 1
-    assert after["HandlerItems"] >= 1
+    assert after["HandlerItems"] == items_before + 1  # one request: one item
     assert after["HandlerInferenceMs"] > 0

@@ -12,7 +12,6 @@ import pytest
 
 from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 from tests.integration.server import REPO
-from tests.integration.test_workflow import workflow  # noqa: F401  (fixture)
 
 README = REPO / "README.md"
 # docs/text-recipes.md runs in test_text.py; docs/docker.md's recipes need a container.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import numpy as np
 import pytest
@@ -12,22 +11,11 @@ import requests
 from tests.integration.conftest import encode
 
 WORKFLOW = "photo_embedding"
-REGISTERED_WITHIN_S = 240
 
 
 def wfpredict(server, headers: dict | None = None, **kwargs) -> requests.Response:
     return requests.post(f"{server.urls['inference']}/wfpredict/{WORKFLOW}",
                          headers={**server.auth("inference"), **(headers or {})}, timeout=120, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def workflow(server):
-    """Wait for the registration serve.py started in the background."""
-    deadline = time.monotonic() + REGISTERED_WITHIN_S
-    while server.manage("GET", f"/workflows/{WORKFLOW}").status_code != 200:
-        assert time.monotonic() < deadline, f"{WORKFLOW} not registered; see {server.workdir / 'serve.out'}"
-        time.sleep(1)
-    return WORKFLOW
 
 
 def embed(server, text: str) -> np.ndarray:

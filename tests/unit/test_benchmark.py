@@ -8,8 +8,6 @@ from scripts.bench.machine import cpu_model, wait_until_quiet
 from scripts.bench.report import TARGETS, evaluate, find, headline, markdown_table, render_markdown, verdict
 from scripts.benchmark import sweep_cells
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     "batch_sizes, delays, shipped, expected",

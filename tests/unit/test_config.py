@@ -10,8 +10,6 @@ import yaml
 from handlers.config import IMAGENET_MEAN, IMAGENET_STD, HandlerSettings, ImageSettings, parse_settings
 from models.registry import CONFIG_DIR, IMAGE_HANDLER, REGISTRY
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize("raw", [None, {}])
 def test_defaults(raw):
@@ -131,3 +129,19 @@ def test_boundary_values_are_accepted(raw):
 def test_non_numeric_list_item_names_the_setting(items):
     with pytest.raises(ValueError, match="'mean'"):
         parse_settings(ImageSettings, {"mean": items})
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [({"compile": "jit"}, "compile"), ({"threads": -1}, "threads"), ({"channels_last": "yes"}, "channels_last"),
+     ({"jpeg_draft": 1}, "jpeg_draft")],
+    ids=repr,
+)
+def test_speed_settings_are_checked(raw, message):
+    with pytest.raises(ValueError, match=message):
+        parse_settings(ImageSettings, raw)
+
+
+def test_speed_setting_defaults():
+    settings = ImageSettings()
+    assert (settings.compile, settings.channels_last, settings.jpeg_draft, settings.threads) == ("none", False, True, 0)

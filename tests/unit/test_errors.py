@@ -9,8 +9,6 @@ import pytest
 
 from handlers import errors
 
-pytestmark = pytest.mark.unit
-
 TABLE = [
     (errors.RequestError, 400, "bad_request"),
     (errors.EmptyPayload, 400, "empty_payload"),

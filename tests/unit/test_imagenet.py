@@ -6,8 +6,6 @@ import pytest
 
 from models.imagenet import imagenet_labels, unique_labels
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     "names, expected",

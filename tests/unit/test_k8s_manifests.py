@@ -11,8 +11,6 @@ import yaml
 
 from scripts.ts_config import listen_addresses
 
-pytestmark = pytest.mark.unit
-
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 CONFIG_TEXT = (REPO / "docker" / "config.properties").read_text()

@@ -9,8 +9,6 @@ import pytest
 
 from scripts import keyfile
 
-pytestmark = pytest.mark.unit
-
 KEYS = {
     "management": {"key": "m-key", "expiration time": "2026-12-01T10:00:00.000Z"},
     "inference": {"key": "i-key", "expiration time": "2026-12-01T10:00:00.000Z"},

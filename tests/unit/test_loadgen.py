@@ -9,8 +9,6 @@ import pytest
 
 from scripts.loadgen import percentile, require_loopback, run_load
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("values", "pct", "expected"),

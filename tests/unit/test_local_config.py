@@ -10,7 +10,7 @@ import pytest
 
 from scripts.ts_config import listen_addresses
 
-pytestmark = [pytest.mark.unit, pytest.mark.reliability]
+pytestmark = pytest.mark.reliability
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = (REPO / "config.properties").read_text()

@@ -9,7 +9,6 @@ import pytest
 from handlers.errors import UndecodableInput
 from handlers.payload import request_payload, status_for, upstream_error
 
-pytestmark = pytest.mark.unit
 ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}, indent=2).encode()
 
 

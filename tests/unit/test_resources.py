@@ -9,8 +9,6 @@ from torch import nn
 from models.resources import MB, activation_mb, estimate, example_batch, parameter_count, weights_mb, workers_that_fit
 from scripts.inspect_model import proc_status_kb
 
-pytestmark = pytest.mark.unit
-
 IMAGE_INPUT = {"tensor": {"shape": [3, 32, 32]}}
 
 

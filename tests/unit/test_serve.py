@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from scripts.serve import resume_config, torchserve_command
-
-pytestmark = pytest.mark.unit
 
 # Lines of a snapshot as TorchServe 0.12 writes it (java.util.Properties: one escaped line each).
 MODEL_SNAPSHOT = (

@@ -25,8 +25,6 @@ from handlers.text import (
 )
 from models.minilm import UNUSED, WeightMappingError, select_tensors
 
-pytestmark = pytest.mark.unit
-
 LIMITS = {"max_texts": 3, "max_chars": 20}
 
 

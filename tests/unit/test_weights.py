@@ -20,8 +20,6 @@ from handlers.weights import (
     warn_on_version_drift,
 )
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture
 def model() -> nn.Module:

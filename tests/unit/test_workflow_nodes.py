@@ -1,19 +1,16 @@
-"""handlers/workflow_nodes.py, the error pass-through, and the reproducible .war."""
+"""handlers/workflow_nodes.py and the error pass-through (the .war build: tests/tooling/test_build_workflow.py)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import zipfile
 
 import pytest
 import yaml
 
 from handlers import workflow_nodes as nodes
-from scripts.build_workflow import DEFAULT_SPEC, build_workflow
+from scripts.build_workflow import DEFAULT_SPEC
 
-pytestmark = pytest.mark.unit
 ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}, indent=2).encode()
 
 
@@ -70,13 +67,3 @@ def test_the_spec_names_the_nodes_the_handler_defines():
     assert all(callable(getattr(nodes, name)) for name in dag_nodes - models)
     assert sorted(n for n, targets in spec["dag"].items() if "assemble" in targets) == sorted(
         [nodes.CLASSIFIER, nodes.CAPTION, nodes.EMBEDDER])
-
-
-def test_war_is_reproducible_and_carries_the_handlers_package(tmp_path):
-    first = build_workflow(DEFAULT_SPEC, tmp_path / "a")
-    second = build_workflow(DEFAULT_SPEC, tmp_path / "b")
-    assert hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
-    names = zipfile.ZipFile(first).namelist()
-    assert {"WAR-INF/MANIFEST.json", "photo_embedding.yaml", "workflow_nodes.py", "handlers/vision.py",
-            "handlers/errors.py"} <= set(names)
-    assert not any("__pycache__" in name for name in names)

@@ -23,8 +23,6 @@ from models.resources import MB
 from scripts.build_archives import REPO, build_archive
 from scripts.export_weights import export
 
-pytestmark = pytest.mark.unit
-
 NAME = "tinynet_test"
 LABELS = ["red", "green", "blue", "grey"]
 MODEL_SOURCE = '''

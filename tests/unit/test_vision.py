@@ -1,19 +1,42 @@
-"""decode_image: formats, modes, EXIF orientation, corrupt and hostile inputs, all made in memory."""
+"""handlers.vision: decode_image (formats, modes, EXIF orientation, corrupt and hostile inputs, all
+made in memory), extract_image_bytes (every payload shape TorchServe hands a handler), the tensor
+half (image_to_tensor, normalize_batch, top_k_labels) and the speed path (one-pass resize+crop,
+JPEG draft)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFile
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
-from handlers.errors import PayloadTooLarge, UndecodableInput, UnsupportedDimensions, UnsupportedMediaType
-from handlers.vision import check_proportions, decode_image
-
-pytestmark = pytest.mark.unit
+from handlers.config import IMAGENET_MEAN, IMAGENET_STD
+from handlers.errors import (
+    EmptyPayload,
+    InvalidPayload,
+    PayloadTooLarge,
+    UndecodableInput,
+    UnsupportedDimensions,
+    UnsupportedMediaType,
+)
+from handlers.vision import (
+    centre_crop_box,
+    check_proportions,
+    decode_base64,
+    decode_image,
+    extract_image_bytes,
+    image_to_tensor,
+    normalize_batch,
+    top_k_labels,
+)
 
 MAX_PIXELS = 40_000_000
 ORIENTATION = 0x0112
@@ -264,3 +287,190 @@ def test_a_jpeg_counts_at_its_reduced_decoding_scale(encode, min_side, accepted)
     else:
         with pytest.raises(PayloadTooLarge, match="max_decoded_pixels"):
             decode_image(raw, MAX_PIXELS, min_side=min_side, max_decoded_pixels=10_000)
+
+
+# ---- extract_image_bytes: every payload shape TorchServe hands a handler ------------------
+IMAGE = b"\x89PNG\r\n\x1a\n not really, but bytes are bytes"
+B64 = base64.b64encode(IMAGE).decode()
+LIMIT = 1024
+
+
+@pytest.mark.parametrize(
+    "request_dict",
+    [
+        pytest.param({"body": bytearray(IMAGE)}, id="raw-body"),  # curl -T / --data-binary
+        pytest.param({"data": bytearray(IMAGE)}, id="multipart-data"),  # curl -F data=@...
+        pytest.param({"body": IMAGE}, id="bytes-body"),
+        pytest.param({"body": {"data": B64}}, id="json-base64"),  # application/json, parsed by TorchServe
+        pytest.param({"body": B64}, id="base64-string"),
+        pytest.param({"body": f"data:image/png;base64,{B64}"}, id="data-url"),
+        pytest.param({"body": B64[:10] + "\n" + B64[10:]}, id="base64-with-newline"),
+        pytest.param({"data": bytearray(IMAGE), "body": b"ignored"}, id="data-wins-over-body"),
+    ],
+)
+def test_payload_shapes_yield_the_image_bytes(request_dict):
+    raw = extract_image_bytes(request_dict, LIMIT)
+    assert raw == IMAGE
+    assert isinstance(raw, bytes)
+
+
+@pytest.mark.parametrize(
+    "request_dict, error",
+    [
+        pytest.param({}, UnsupportedMediaType, id="no-body"),
+        pytest.param({"body": None}, UnsupportedMediaType, id="body-none"),
+        pytest.param({"body": bytearray()}, EmptyPayload, id="empty-bytes"),
+        pytest.param({"data": b""}, EmptyPayload, id="empty-data"),
+        pytest.param({"body": ""}, EmptyPayload, id="empty-string"),
+        pytest.param({"body": {"data": ""}}, EmptyPayload, id="empty-json-data"),
+        pytest.param({"body": bytearray(LIMIT + 1)}, PayloadTooLarge, id="over-limit"),
+        pytest.param({"body": {"data": 123}}, InvalidPayload, id="json-data-not-string"),
+        pytest.param({"body": {"image": B64}}, InvalidPayload, id="json-wrong-key"),
+        pytest.param({"body": {"data": [B64]}}, InvalidPayload, id="json-data-list"),
+        pytest.param({"body": 42}, InvalidPayload, id="json-number"),
+        pytest.param({"body": [B64]}, InvalidPayload, id="json-list"),
+        pytest.param({"body": "not base64 at all!"}, InvalidPayload, id="invalid-base64"),
+        pytest.param({"body": {"data": "abc"}}, InvalidPayload, id="bad-padding"),
+    ],
+)
+def test_bad_payloads_raise_typed_errors(request_dict, error):
+    with pytest.raises(error) as caught:
+        extract_image_bytes(request_dict, LIMIT)
+    assert caught.value.detail  # a message the client can act on
+
+
+def test_exact_limit_is_accepted():
+    assert len(extract_image_bytes({"body": bytearray(LIMIT)}, LIMIT)) == LIMIT
+
+
+def test_limit_applies_to_decoded_base64_size():
+    decoded = bytes(LIMIT + 1)
+    with pytest.raises(PayloadTooLarge, match=str(LIMIT)):
+        extract_image_bytes({"body": {"data": base64.b64encode(decoded).decode()}}, LIMIT)
+
+
+def test_missing_body_hint_tells_how_to_send_an_image():
+    with pytest.raises(UnsupportedMediaType) as caught:
+        extract_image_bytes({}, LIMIT)
+    assert caught.value.status_code == 415
+    assert "curl" in caught.value.detail and '{"data"' in caught.value.detail
+
+
+@pytest.mark.parametrize("prefix", ["", "data:image/jpeg;base64,", "data:application/octet-stream;base64,"])
+def test_decode_base64_strips_data_url_prefix(prefix):
+    assert decode_base64(prefix + B64) == IMAGE
+
+
+# ---- image_to_tensor, normalize_batch and top_k_labels: the tensor half -------------------
+@pytest.mark.parametrize(
+    "size, resize, crop",
+    [((451, 300), 256, 224), ((300, 451), 256, 224), ((1, 1), 256, 224), ((4000, 10), 32, 32), ((224, 224), 224, 224)],
+)
+def test_image_to_tensor_shape_and_dtype(size, resize, crop):
+    tensor = image_to_tensor(Image.new("RGB", size, (10, 20, 30)), resize, crop)
+    assert tensor.shape == (3, crop, crop)
+    assert tensor.dtype == torch.uint8
+    assert tensor[:, crop // 2, crop // 2].tolist() == [10, 20, 30]
+
+
+def test_image_to_tensor_resizes_the_shorter_side_then_centre_crops():
+    image = Image.new("RGB", (400, 200), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 60, 200))  # a white strip on the left: cropped away
+    image.paste((255, 0, 0), (160, 60, 240, 140))  # a red square in the middle: kept, halved
+    tensor = image_to_tensor(image, 100, 100)  # -> 200x100, centre crop keeps x in [50, 150)
+    assert tensor[1:].max().item() == 0  # no white anywhere
+    red = tensor[0] > 128
+    assert red.sum().item() == pytest.approx(40 * 40, rel=0.1)
+    assert red[50, 50] and not red[50, 20]
+
+
+def test_normalize_batch_matches_torchvision():
+    batch = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    reference = v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)(batch.float() / 255)
+    result = normalize_batch(batch, IMAGENET_MEAN, IMAGENET_STD)
+    assert result.dtype == torch.float32 and result.shape == batch.shape
+    torch.testing.assert_close(result, reference)
+
+
+def test_normalize_batch_per_channel():
+    batch = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    result = normalize_batch(batch, (0.0, 0.5, 1.0), (1.0, 0.5, 2.0))
+    assert result[0, :, 0, 0].tolist() == [1.0, 1.0, 0.0]
+
+
+LABELS = ["cat", "dog", "bird", "fish"]
+
+
+@pytest.mark.parametrize(
+    "probabilities, labels, k, expected",
+    [
+        ([0.1, 0.6, 0.2, 0.1], LABELS, 2, [("dog", 0.6), ("bird", 0.2)]),
+        ([0.1, 0.6, 0.3], LABELS[:3], 1, [("dog", 0.6)]),
+        ([0.7, 0.3], ["cat", "dog"], 5, [("cat", 0.7), ("dog", 0.3)]),  # k above the class count
+        ([0.25, 0.5, 0.25], ["crane", "x", "crane"], 3, [("x", 0.5), ("crane", 0.25), ("crane (2)", 0.25)]),
+        ([0.2, 0.8], ["only-one"], 2, [("1", 0.8), ("only-one", 0.2)]),  # fewer labels than classes
+        ([0.2, 0.8], [], 2, [("1", 0.8), ("0", 0.2)]),
+    ],
+)
+def test_top_k_labels(probabilities, labels, k, expected):
+    result = top_k_labels(torch.tensor(probabilities), labels, k)
+    assert list(result) == [label for label, _ in expected]  # most probable first
+    assert list(result.values()) == pytest.approx([p for _, p in expected])
+
+
+def test_top_k_values_are_json_floats_in_descending_order():
+    probabilities = torch.softmax(torch.randn(1000, generator=torch.Generator().manual_seed(1)), 0)
+    result = top_k_labels(probabilities, [f"c{i}" for i in range(1000)], 5)
+    values = list(result.values())
+    assert len(result) == 5 and values == sorted(values, reverse=True)
+    assert all(type(v) is float for v in values)
+    assert next(iter(result)) == f"c{probabilities.argmax().item()}"
+
+
+# ---- the speed path: one-pass resize+crop, JPEG draft -------------------------------------
+def torchvision_resize_crop(image: Image.Image, resize: int, crop: int) -> torch.Tensor:
+    resized = F.resize(image, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return F.pil_to_tensor(F.center_crop(resized, [crop, crop]))
+
+
+@pytest.mark.parametrize("size", [(451, 300), (300, 451), (600, 400), (257, 256), (1000, 999), (37, 500)])
+def test_one_pass_resize_crop_matches_torchvision(chelsea, size):
+    image = chelsea.resize(size)
+    ours, theirs = image_to_tensor(image, 256, 224).int(), torchvision_resize_crop(image, 256, 224).int()
+    assert (ours - theirs).abs().max().item() <= 2
+    assert (ours - theirs).abs().float().mean().item() < 0.5
+
+
+@pytest.mark.parametrize("size, resize, crop", [((400, 200), 100, 100), ((200, 400), 100, 50), ((300, 300), 256, 224)])
+def test_centre_crop_box_is_the_kept_region(size, resize, crop):
+    left, top, right, bottom = centre_crop_box(size, resize, crop)
+    scale = min(size) / resize
+    assert right - left == pytest.approx(crop * scale) and bottom - top == pytest.approx(crop * scale)
+    assert left + right == pytest.approx(size[0], abs=scale * 1.01)  # centred, up to one rounded pixel
+    assert top + bottom == pytest.approx(size[1], abs=scale * 1.01)
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "size, min_side, expected",
+    [
+        ((2400, 1600), 512, (1200, 800)),  # 1/2: at 1/4 the shorter side would be 400 < 512
+        ((4800, 3200), 512, (1200, 800)),  # 1/4
+        ((2400, 1600), 0, (2400, 1600)),  # no draft asked
+        ((1000, 700), 512, (1000, 700)),  # 1/2 would go below 512
+        ((4096, 3072), 256, (512, 384)),  # 1/8 at most
+    ],
+)
+def test_jpeg_draft_never_goes_below_min_side(chelsea, size, min_side, expected):
+    decoded = decode_image(jpeg(chelsea.resize(size)), 40_000_000, min_side=min_side)
+    assert decoded.size == expected and decoded.mode == "RGB"
+
+
+def test_draft_leaves_other_formats_alone(chelsea, encode):
+    png = encode(chelsea.resize((1200, 800)), "PNG")
+    assert decode_image(png, 40_000_000, min_side=256).size == (1200, 800)

@@ -10,9 +10,6 @@ import pytest
 
 from scripts import java
 
-pytestmark = pytest.mark.unit
-
-
 @pytest.mark.parametrize(
     ("output", "major"),
     [

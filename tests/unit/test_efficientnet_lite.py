@@ -8,8 +8,6 @@ import torch
 from handlers.architectures import build_module
 from models.efficientnet_lite import ARCHITECTURE, EXPECTED_TENSORS, WeightMappingError, pretrained_state_dict, remap_in_order
 
-pytestmark = pytest.mark.unit
-
 
 def source() -> dict[str, torch.Tensor]:
     return {

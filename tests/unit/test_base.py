@@ -1,4 +1,5 @@
-"""handlers.base: device choice per worker and the autocast context for each precision."""
+"""handlers.base: device choice per worker, the autocast context for each precision, precision
+fallback, threads and warm-up sizes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,36 @@ import contextlib
 import pytest
 import torch
 
-from handlers.base import autocast_for, select_device
+from handlers.base import autocast_for, effective_precision, select_device, thread_count, warmup_sizes
 
-pytestmark = pytest.mark.unit
+CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")
+
+
+@pytest.mark.parametrize(
+    "requested, device, native, expected",
+    [
+        ("bf16", CPU, True, "bf16"),
+        ("bf16", CPU, False, "fp32"),  # emulated bf16 is slower than fp32: not worth it
+        ("bf16", CUDA, False, "bf16"),  # the CPU's instructions do not matter on a GPU
+        ("fp32", CPU, False, "fp32"),
+        ("fp16", CUDA, False, "fp16"),
+    ],
+)
+def test_effective_precision(requested, device, native, expected):
+    assert effective_precision(requested, device, native) == expected
+
+
+@pytest.mark.parametrize(
+    "configured, cores, workers, expected",
+    [(0, 2, 1, 2), (0, 2, 2, 1), (0, 2, 4, 1), (0, 16, 4, 4), (3, 2, 1, 3), (0, 8, 0, 8)],
+)
+def test_thread_count(configured, cores, workers, expected):
+    assert thread_count(configured, cores, workers) == expected
+
+
+@pytest.mark.parametrize("batch, expected", [(8, (8, 1, 8, 1)), (1, (1, 1)), (2, (2, 1, 2, 1))])
+def test_warmup_sizes(batch, expected):
+    assert warmup_sizes(batch) == expected
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from torch import nn
 from handlers.base import BundleHandler
 from handlers.errors import InferenceFailed, InvalidPayload, OutOfResources
 
-pytestmark = [pytest.mark.handler, pytest.mark.reliability]
+pytestmark = pytest.mark.reliability
 
 HUGE = 1000.0  # an item whose first value is above this never fits in memory
 ENCODE_FAILS = 0.25  # encode_response fails on a row whose second value is this (doubled: 0.5)

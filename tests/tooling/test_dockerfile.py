@@ -19,8 +19,6 @@ from packaging.specifiers import SpecifierSet
 from handlers.config import ImageSettings, parse_settings
 from scripts.ts_config import listen_addresses
 
-pytestmark = pytest.mark.unit
-
 REPO = Path(__file__).resolve().parents[2]
 # By path: docker/ is no package (and `import docker` could find the Docker SDK instead).
 _spec = importlib.util.spec_from_file_location("gpu_config", REPO / "docker" / "gpu_config.py")

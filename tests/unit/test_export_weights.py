@@ -10,8 +10,6 @@ import torch
 
 from scripts.export_weights import main
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):

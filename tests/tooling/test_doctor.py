@@ -9,8 +9,6 @@ import pytest
 from scripts import doctor
 from scripts.ts_config import listen_addresses, local_url
 
-pytestmark = pytest.mark.unit
-
 
 def test_listen_addresses_and_local_urls():
     text = "inference_address=http://0.0.0.0:8080\nmanagement_address=http://127.0.0.1:8081\n# metrics_address=http://x:1\n"
