@@ -160,7 +160,8 @@ def tokenize_request(
     return TokenizedRequest(
         request,
         ids=tuple(ids for ids, _ in cut),
-        truncated=tuple(was_cut or len(text) > budget for (_, was_cut), text in zip(cut, request.texts)),
+        truncated=tuple(was_cut or len(text) > budget
+                        for (_, was_cut), text in zip(cut[: len(request.texts)], request.texts, strict=True)),
     )
 
 
@@ -217,7 +218,7 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 def rank_labels(text: torch.Tensor, label_vectors: torch.Tensor, labels: Sequence[str]) -> list[dict[str, Any]]:
     """Labels by cosine similarity with the text, highest first (vectors are unit length)."""
     scores = (label_vectors.float() @ text.float()).tolist()
-    ranked = sorted(zip(labels, scores), key=lambda pair: -pair[1])
+    ranked = sorted(zip(labels, scores, strict=True), key=lambda pair: -pair[1])
     return [{"label": label, "score": round(score, DECIMALS)} for label, score in ranked]
 
 

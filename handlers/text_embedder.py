@@ -58,7 +58,7 @@ class TextEmbedder(BundleHandler):
 
     def split(self, output: torch.Tensor, items: list[TokenizedRequest]) -> list[tuple[TokenizedRequest, torch.Tensor]]:
         rows = output.float().cpu().split([len(item.ids) for item in items])
-        return list(zip(items, rows))
+        return list(zip(items, rows, strict=True))
 
     def encode_response(self, result: tuple[TokenizedRequest, torch.Tensor]) -> dict[str, Any]:
         return text_response(*result)

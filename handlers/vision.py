@@ -191,7 +191,7 @@ def top_k_labels(probabilities: torch.Tensor, labels: Sequence[str], k: int) -> 
     """
     values, indices = probabilities.topk(min(k, probabilities.numel()))
     result: dict[str, float] = {}
-    for value, index in zip(values.tolist(), indices.tolist()):
+    for value, index in zip(values.tolist(), indices.tolist(), strict=True):
         label = labels[index] if index < len(labels) else str(index)
         if label in result:
             label = f"{label} ({index})"

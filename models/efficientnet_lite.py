@@ -38,7 +38,7 @@ def remap_in_order(
     if len(src) != expected or len(dst) != expected:
         raise WeightMappingError(f"expected {expected} tensors on both sides, got {len(src)} -> {len(dst)}")
     mapped = dict(target)
-    for (src_key, tensor), dst_key in zip(src, dst):
+    for (src_key, tensor), dst_key in zip(src, dst, strict=True):
         if tensor.shape != target[dst_key].shape:
             raise WeightMappingError(
                 f"shape mismatch: {src_key} {tuple(tensor.shape)} -> {dst_key} {tuple(target[dst_key].shape)}"

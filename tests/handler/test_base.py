@@ -107,7 +107,7 @@ def test_poisoned_items_fail_alone(make_handler, serve, n, poisoned):
     handler, context = make_handler()
     requests = items(n, poisoned=poisoned)
     replies = serve(handler, context, requests)
-    for idx, (request, reply) in enumerate(zip(requests, replies)):
+    for idx, (request, reply) in enumerate(zip(requests, replies, strict=True)):
         if idx in poisoned:
             assert (reply.status, reply.body["error"]) == (500, "inference_failed"), idx
             assert "poisoned" not in reply.body["detail"]  # no internals to the client

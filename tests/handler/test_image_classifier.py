@@ -72,7 +72,7 @@ def test_same_label_across_encodings(classifier, classifier_context, serve, chel
     requests.append({"body": {"data": base64.b64encode(variants["png"]).decode()}})  # JSON base64
     labels = [top1(reply) for reply in serve(classifier, classifier_context, requests)]
     assert labels[0] in CATS
-    assert labels == [labels[0]] * len(requests), dict(zip([*variants, "json-base64"], labels))
+    assert labels == [labels[0]] * len(requests), dict(zip([*variants, "json-base64"], labels, strict=True))
 
 
 def test_exif_rotation_matters(classifier, classifier_context, serve, chelsea, encode):

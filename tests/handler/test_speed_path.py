@@ -37,7 +37,7 @@ def test_fast_and_plain_paths_give_the_same_answers(classifier, plain, serve, cl
     requests = [{"body": bytearray(encode(chelsea, "JPEG"))}, {"body": bytearray(encode(coffee.resize((1800, 1200)), "JPEG"))}]
     fast = serve(classifier, classifier_context, requests)
     slow = serve(plain, classifier_context, requests)
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         assert a.status == b.status == 200
         assert next(iter(a.body)) == next(iter(b.body))
         assert list(a.body.values())[0] == pytest.approx(list(b.body.values())[0], abs=0.03)

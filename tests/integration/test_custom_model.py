@@ -83,7 +83,7 @@ def test_own_model_is_archived_registered_and_served(server, digits, digits_arch
     assert response.status_code == 200, response.text
     try:
         predicted = [next(iter(server.predict("digits", data=encode(img, "PNG")).json())) for img in images[:60]]
-        accuracy = np.mean([p == f"digit {t}" for p, t in zip(predicted, targets[:60])])
+        accuracy = np.mean([p == f"digit {t}" for p, t in zip(predicted, targets[:60], strict=True)])
         assert accuracy >= 0.9, predicted
     finally:
         assert server.manage("DELETE", "/models/digits").status_code == 200

@@ -95,14 +95,14 @@ def test_batched_results_equal_unbatched_and_bad_items_fail_alone(server, batche
         batched = list(pool.map(lambda case: server.predict(batched_model, json=case[0]), BATCH))
     assert [r.status_code for r in batched] == [status for _, status in BATCH]
 
-    for (payload, status), together in zip(BATCH, batched):
+    for (payload, status), together in zip(BATCH, batched, strict=True):
         if status != 200:
             assert set(together.json()) == {"error", "detail"}
             continue
         alone = server.predict(MODEL, json=payload).json()
         if "labels" in payload:
             assert [e["label"] for e in together.json()["labels"]] == [e["label"] for e in alone["labels"]]
-            scores = zip(together.json()["labels"], alone["labels"])
+            scores = zip(together.json()["labels"], alone["labels"], strict=True)
             assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in scores)
             continue
         key = "embedding" if "text" in payload else "embeddings"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 
-import pytest
-
 from scripts import doctor
 from scripts.ts_config import listen_addresses, local_url
 

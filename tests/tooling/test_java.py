@@ -10,6 +10,7 @@ import pytest
 
 from scripts import java
 
+
 @pytest.mark.parametrize(
     ("output", "major"),
     [

@@ -8,6 +8,7 @@ from handlers.config import ImageSettings, TextSettings
 from models.registry import CONFIG_DIR, REGISTRY, TORCHVISION_CONFIG, custom_spec, get_spec
 from scripts.in_process import handler_class
 
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_spec_settings_class_is_its_handlers(name):
     spec = get_spec(name)
