@@ -30,7 +30,7 @@ from ts.torch_handler.base_handler import BaseHandler
 from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
 from handlers.errors import InferenceFailed, OutOfResources, RequestError
-from handlers.metrics import StageTimer, report_batch
+from handlers.metrics import StageTimer, report_batch, report_worker_start
 from handlers.payload import request_payload, upstream_error
 from handlers.weights import load_state_dict, read_metadata
 
@@ -103,6 +103,7 @@ class BundleHandler(BaseHandler):
         self.setup(model_dir)
         self.warm_up()
         self.initialized = True
+        self.heartbeat = report_worker_start(getattr(context, "metrics", None))
         log.info("%s ready on %s (%s, %d threads)", self.metadata["name"], self.device, self.precision,
                  torch.get_num_threads())
 
@@ -157,14 +158,15 @@ class BundleHandler(BaseHandler):
     def handle(self, data: list[dict], context) -> list[Any]:
         """Answer every request in the batch; failures are confined to their own request."""
         timer = StageTimer()
-        with timer("Preprocess"):
-            decoded, outcomes = self._decode_all(data)
-        with timer("Inference"):
-            outcomes.update(self.run_isolated(list(decoded), decoded))
-        with timer("Postprocess"):
-            responses = [self._respond(context, idx, outcomes[idx]) for idx in range(len(data))]
+        with timer("Request"):
+            with timer("Preprocess"):
+                decoded, outcomes = self._decode_all(data)
+            with timer("Inference"):
+                outcomes.update(self.run_isolated(list(decoded), decoded))
+            with timer("Postprocess"):
+                responses = [self._respond(context, idx, outcomes[idx]) for idx in range(len(data))]
         errors = [o.code for o in outcomes.values() if isinstance(o, RequestError)]
-        report_batch(getattr(context, "metrics", None), timer.ms, len(data), errors)
+        report_batch(getattr(context, "metrics", None), timer.seconds, len(data), errors)
         return responses
 
     def _decode_all(self, data: list[dict]) -> tuple[dict[int, Any], dict[int, Any]]:

@@ -1,33 +1,84 @@
-"""The Prometheus endpoint (no token on the metrics port) shows TorchServe's and our counters."""
+"""The Prometheus endpoint (no token on the metrics port): TorchServe's counters and the handler's
+histograms agree with the requests sent; bad requests grow counters, not series."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import requests
 
 from tests.integration.conftest import encode
 
+MODEL = "efficientnet_lite0"
+SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.eE+-]+|NaN)$")
+KEPT_LABELS = ("Code", "le")  # labels besides the model's own that tell series apart
+
+
+def samples(server) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample the metrics port answers."""
+    text = requests.get(f"{server.urls['metrics']}/metrics", timeout=10).text
+    found = []
+    for line in text.splitlines():
+        match = SAMPLE.match(line)
+        if match:
+            name, labels, value = match.groups()
+            found.append((name, dict(re.findall(r'(\w+)="([^"]*)"', labels)), float(value)))
+    return found
+
 
 def scrape(server, model: str) -> dict[str, float]:
-    """Metric name (with any dimension besides the model's own) -> value, for one model."""
-    text = requests.get(f"{server.urls['metrics']}/metrics", timeout=10).text
+    """Metric name (with its Code or le label, if any) -> value, for one model."""
     values: dict[str, float] = {}
-    for line in text.splitlines():
-        match = re.match(r"^(\w+)\{(.*)\} ([0-9.eE+-]+)$", line)
-        if not match or f'="{model}"' not in match.group(2):
+    for name, labels, value in samples(server):
+        if model not in (labels.get("ModelName"), labels.get("model_name")):
             continue
-        name, labels, value = match.groups()
-        extra = [pair for pair in labels.rstrip(",").split(",") if pair.startswith("Code=")]
-        values[name + (f"{{{extra[0]}}}" if extra else "")] = float(value)
+        extra = [f'{key}="{labels[key]}"' for key in KEPT_LABELS if key in labels]
+        values[name + (f"{{{extra[0]}}}" if extra else "")] = value
     return values
 
 
-def test_inference_counters_grow(server, coffee):
-    items_before = scrape(server, "efficientnet_lite0").get("HandlerItems", 0.0)
-    before = scrape(server, "efficientnet_lite0").get("ts_inference_requests_total", 0.0)
-    assert server.predict("efficientnet_lite0", data=encode(coffee, "JPEG")).status_code == 200
-    after = scrape(server, "efficientnet_lite0")
-    assert after["ts_inference_requests_total"] == before + 1
-    assert after["HandlerItems"] == items_before + 1  # one request: one item
-    assert after["HandlerInferenceMs"] > 0
+def test_inference_counters_and_histograms_grow(server, coffee):
+    before = scrape(server, MODEL)
+    sent = 3
+    for _ in range(sent):
+        assert server.predict(MODEL, data=encode(coffee, "JPEG")).status_code == 200
+    after = scrape(server, MODEL)
+    grown = {name: after[name] - before.get(name, 0.0) for name in after}
+    assert grown["ts_inference_requests_total"] == sent
+    assert grown["HandlerItems"] == sent
+    assert grown["HandlerRequestSeconds_count"] == sent  # one observation per request
+    batches = grown["HandlerBatches"]
+    assert 1 <= batches <= sent
+    for stage in ("Preprocess", "Inference", "Postprocess"):
+        assert grown[f"Handler{stage}Seconds_count"] == batches
+        assert grown[f"Handler{stage}Seconds_sum"] > 0
+    assert grown['HandlerBatchSize_bucket{le="+Inf"}'] == batches
+    assert grown['HandlerBatchSize_bucket{le="64"}'] == batches
+    # cumulative buckets never decrease with le; the +Inf bucket is the count
+    bounds = sorted((float(name.split('"')[1]), value) for name, value in after.items()
+                    if name.startswith("HandlerRequestSeconds_bucket"))
+    assert [v for _, v in bounds] == sorted(v for _, v in bounds)
+    assert bounds[-1][1] == after["HandlerRequestSeconds_count"]
+    assert after["HandlerWorkerStarts"] >= 1 and after["HandlerWorkerHeartbeats"] >= 1
+
+
+def test_a_flood_of_bad_requests_grows_counters_not_series(server):
+    """Made-up error codes (a body shaped like a workflow's upstream error) are counted as
+    Code="other"; the number of series is what it was after the first of them."""
+    def flood(n: int, start: int) -> None:
+        for i in range(start, start + n):
+            body = json.dumps({"error": f"made_up_{i}", "detail": f"<payload {i}>"})
+            assert server.predict(MODEL, data=body, headers={"Content-Type": "application/json"}).status_code >= 400
+            assert server.predict(MODEL, data=f"not an image {i}".encode()).status_code >= 400
+
+    def model_series() -> int:
+        return sum(MODEL in (labels.get("ModelName"), labels.get("model_name")) for _, labels, _ in samples(server))
+
+    flood(1, 0)
+    series_before, before = model_series(), scrape(server, MODEL)
+    flood(10, 1)
+    after = scrape(server, MODEL)
+    assert model_series() == series_before
+    assert after['HandlerItemErrors{Code="other"}'] - before['HandlerItemErrors{Code="other"}'] == 10
+    assert all("made_up" not in str(labels) and "payload" not in str(labels) for _, labels, _ in samples(server))
