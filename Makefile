@@ -55,9 +55,11 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 	$(PY) -m scripts.build_archives $(NAME) --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE) \
 	  $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
 
+# LOG_FORMAT=json: TorchServe's logs as JSON lines (docker/log4j2-json.xml, docs/metrics.md).
+LOG_FORMAT  ?= text
 serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it)
 	$(PY) -m scripts.serve --config $(CONFIG) --model-store $(MODEL_STORE) \
-	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war)
+	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT)
 
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop

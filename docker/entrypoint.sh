@@ -27,4 +27,4 @@ cd "$workdir"
 export PYTHONPATH="$app${PYTHONPATH:+:$PYTHONPATH}"
 # shellcheck disable=SC2086  # $snapshots is one flag or nothing
 exec python -m scripts.serve --config "$config" --model-store "$model_store" \
-  --log-dir "$log_dir" --run-dir "$workdir/run" $snapshots "$@"
+  --log-dir "$log_dir" --run-dir "$workdir/run" --log-format "${SERVE_LOG_FORMAT:-text}" $snapshots "$@"

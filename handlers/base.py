@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from contextvars import ContextVar
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from ts.torch_handler.base_handler import BaseHandler
@@ -30,13 +31,30 @@ from ts.torch_handler.base_handler import BaseHandler
 from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
 from handlers.errors import InferenceFailed, OutOfResources, RequestError
-from handlers.metrics import StageTimer, report_batch, report_worker_start
+from handlers.metrics import StageTimer, error_label, report_batch, report_worker_start
 from handlers.payload import request_payload, upstream_error
 from handlers.weights import load_state_dict, read_metadata
 
 log = logging.getLogger(__name__)
 
 OOM_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
+_BATCH_REQUEST_IDS: ContextVar[Mapping[int, str] | None] = ContextVar("batch_request_ids", default=None)
+
+
+@contextlib.contextmanager
+def request_ids_of(context) -> Iterator[None]:
+    """While a batch is handled, request_tag(idx) names its requests by TorchServe's ids."""
+    token = _BATCH_REQUEST_IDS.set(getattr(context, "request_ids", None) or {})
+    try:
+        yield
+    finally:
+        _BATCH_REQUEST_IDS.reset(token)
+
+
+def request_tag(idx: int) -> str:
+    """`request_id=<id>` for a log line about request `idx` of the batch being handled: the id
+    TorchServe gave it, which the client gets in the x-request-id response header."""
+    return f"request_id={(_BATCH_REQUEST_IDS.get() or {}).get(idx, '-')}"
 
 
 def select_device(gpu_id: int | None, cuda_available: bool) -> torch.device:
@@ -158,7 +176,7 @@ class BundleHandler(BaseHandler):
     def handle(self, data: list[dict], context) -> list[Any]:
         """Answer every request in the batch; failures are confined to their own request."""
         timer = StageTimer()
-        with timer("Request"):
+        with timer("Request"), request_ids_of(context):
             with timer("Preprocess"):
                 decoded, outcomes = self._decode_all(data)
             with timer("Inference"):
@@ -183,7 +201,7 @@ class BundleHandler(BaseHandler):
             except RequestError as err:
                 failed[idx] = err
             except Exception:  # a bug or an unforeseen input: log it, fail this request only
-                log.exception("decoding request %d failed unexpectedly", idx)
+                log.exception("%s: decoding failed unexpectedly", request_tag(idx))
                 failed[idx] = InferenceFailed("the input could not be processed; the server log has details")
         return decoded, failed
 
@@ -196,11 +214,11 @@ class BundleHandler(BaseHandler):
         except OOM_ERRORS:
             self._release_cached_memory()
             if len(indices) == 1:
-                log.error("out of memory on a single item", exc_info=True)
+                log.error("%s: out of memory even alone", request_tag(indices[0]), exc_info=True)
                 return {indices[0]: OutOfResources()}
         except Exception:
             if len(indices) == 1:
-                log.exception("inference failed on a single item")
+                log.exception("%s: inference failed", request_tag(indices[0]))
                 return {indices[0]: InferenceFailed()}
         half = len(indices) // 2
         log.warning("batch of %d failed; retrying as %d + %d", len(indices), half, len(indices) - half)
@@ -225,10 +243,11 @@ class BundleHandler(BaseHandler):
     def _respond(self, context, idx: int, outcome: Any) -> Any:
         context.set_response_content_type(idx, "application/json")
         if isinstance(outcome, RequestError):
+            log.warning("%s: answered %d %s", request_tag(idx), outcome.status_code, error_label(outcome.code))
             context.set_response_status(outcome.status_code, HTTPStatus(outcome.status_code).phrase, idx)
             return outcome.to_body()
         try:
             return self.encode_response(outcome)
         except Exception:
-            log.exception("encoding response %d failed", idx)
+            log.exception("%s: encoding the response failed", request_tag(idx))
             return self._respond(context, idx, InferenceFailed())

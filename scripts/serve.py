@@ -3,6 +3,7 @@
     python -m scripts.serve                       # config.properties, model-store/
     python -m scripts.serve --config other.properties --model-store /models
     python -m scripts.serve --log-dir /state --snapshots      # the container (docker/entrypoint.sh)
+    python -m scripts.serve --log-format json                 # logs as JSON lines (docker/log4j2-json.xml)
 
 TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
 a pid file in $TMPDIR that a second server would trip over. This wrapper gives the launcher a
@@ -30,13 +31,17 @@ from scripts import java
 from scripts.workflows import register_all
 
 STOP_TIMEOUT_S = 60
+LOG_CONFIGS = {"text": None, "json": Path(__file__).resolve().parents[1] / "docker" / "log4j2-json.xml"}
+"""--log-format -> the log4j2 config given to TorchServe (None: the one inside its jar)."""
 
 
 def torchserve_command(config: Path, model_store: Path, models: list[str], snapshots: bool = False,
-                       workflow_store: Path | None = None) -> list[str]:
+                       workflow_store: Path | None = None, log_config: Path | None = None) -> list[str]:
     launcher = Path(sys.executable).with_name("torchserve")
     command = [str(launcher), "--start", "--foreground", *([] if snapshots else ["--ncs"]),
                "--ts-config", str(config), "--model-store", str(model_store)]
+    if log_config is not None:
+        command += ["--log-config", str(log_config)]
     if workflow_store is not None:
         command += ["--workflow-store", str(workflow_store)]
     return command + (["--models", *models] if models else [])
@@ -131,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshots", action="store_true", help="save snapshots and resume the models of the newest one")
     parser.add_argument("--workflow-store", type=Path, help="folder of .war archives")
     parser.add_argument("--workflows", nargs="*", default=[], help="archives of the workflow store to register once up")
+    parser.add_argument("--log-format", choices=sorted(LOG_CONFIGS), default="text",
+                        help="json: every TorchServe log as JSON lines (time, level, logger, model, request_id, message)")
     args = parser.parse_args(argv)
     check_java()
     if not args.model_store.is_dir():
@@ -141,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         config = resume_config(config, log_dir / "config", args.run_dir)
     if args.workflows and not (args.workflow_store and args.workflow_store.is_dir()):
         sys.exit(f"serve: workflow store {args.workflow_store} does not exist; run `make archive` first")
-    command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store)
+    log_config = LOG_CONFIGS[args.log_format]
+    if log_config is not None and not log_config.is_file():
+        sys.exit(f"serve: --log-format {args.log_format} needs {log_config}, which is missing")
+    command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
     register = (lambda: register_in_background(args.config, args.workflows)) if args.workflows else None
     return run(command, args.run_dir, args.log_dir, on_start=register)
 

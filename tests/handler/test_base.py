@@ -5,6 +5,7 @@ model that fails on marked inputs; TorchServe's own Context."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -206,3 +207,25 @@ def test_run_isolated_returns_out_of_resources(make_handler):
     handler, _ = make_handler(capacity=0)
     outcome = handler.run_isolated([7], {7: torch.tensor([1.0, 1.0])})
     assert isinstance(outcome[7], OutOfResources) and outcome[7].status_code == 507
+
+
+def test_log_lines_name_the_request_by_torchserves_id(make_handler, serve, caplog):
+    """One request can be followed from its x-request-id to the handler's line about it."""
+    handler, context = make_handler()
+    caplog.set_level(logging.WARNING, logger="handlers.base")
+    replies = serve(handler, context, [{"body": [1.0, 1.0]}, {"data": [1.0]}, {"body": "1, 2"}, {"body": [-1.0, 0.0]}])
+    assert [r.status for r in replies] == [200, 500, 400, 500]
+    ids = context.request_ids
+    lines = [record.getMessage() for record in caplog.records if record.name == "handlers.base"]
+    assert f"request_id={ids[1]}: decoding failed unexpectedly" in lines
+    assert f"request_id={ids[2]}: answered 400 invalid_payload" in lines
+    assert f"request_id={ids[3]}: inference failed" in lines
+    assert not [line for line in lines if ids[0] in line]  # the answered request has no error line
+
+
+def test_log_lines_carry_a_fixed_error_code_not_a_payloads(make_handler, serve, caplog):
+    handler, context = make_handler()
+    caplog.set_level(logging.WARNING, logger="handlers.base")
+    serve(handler, context, [{"body": {"error": "forged\nINFO all is well", "detail": "x"}}])
+    (line,) = [record.getMessage() for record in caplog.records if "answered" in record.getMessage()]
+    assert line.endswith("answered 500 other") and "\n" not in line

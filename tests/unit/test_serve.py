@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from scripts.serve import resume_config, torchserve_command
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+
+import ts
+
+from scripts.serve import LOG_CONFIGS, resume_config, torchserve_command
 
 # Lines of a snapshot as TorchServe 0.12 writes it (java.util.Properties: one escaped line each).
 MODEL_SNAPSHOT = (
@@ -39,3 +45,29 @@ def test_a_snapshot_without_models_keeps_the_config(tmp_path):
     config = tmp_path / "config.properties"
     (tmp_path / "20261125192005014-startup.cfg").write_text("#Saving snapshot\nversion=0.12.0\n")
     assert resume_config(config, tmp_path, tmp_path / "run") == config
+
+
+def test_json_logs_give_torchserve_the_json_log4j2_config(tmp_path):
+    command = torchserve_command(tmp_path / "c", tmp_path / "s", [], log_config=LOG_CONFIGS["json"])
+    assert command[command.index("--log-config") + 1] == str(LOG_CONFIGS["json"])
+    assert "--log-config" not in torchserve_command(tmp_path / "c", tmp_path / "s", [], log_config=LOG_CONFIGS["text"])
+
+
+def test_the_json_log4j2_config_keeps_torchserves_appenders_and_loggers():
+    """The same files and loggers as the jar's own log4j2.xml; only the layouts differ."""
+    jar = Path(ts.__file__).parent / "frontend" / "model-server.jar"
+    stock = ET.fromstring(zipfile.ZipFile(jar).read("log4j2.xml"))
+    ours = ET.parse(LOG_CONFIGS["json"]).getroot()
+
+    def shape(root):
+        appenders = {(a.get("name"), a.get("fileName")) for a in root.find("Appenders")}
+        loggers = {(lg.get("name"), lg.get("level"), tuple(r.get("ref") for r in lg)) for lg in root.find("Loggers")}
+        return appenders, loggers
+
+    assert shape(ours) == shape(stock)
+    patterns = [layout.get("pattern") for layout in ours.iter("PatternLayout")]
+    assert len(patterns) == len(stock.find("Appenders"))
+    for pattern in patterns:
+        assert pattern.startswith('{"time":"') and pattern.endswith('"}%n')
+        assert all(f'"{key}":' in pattern for key in ("level", "logger", "model", "request_id", "message"))
+        assert '"message":"%enc{%m}{JSON}"' in pattern  # escaped: quotes in a message cannot break the line
