@@ -116,3 +116,12 @@ def test_worker_start_counts_once_and_beats_until_stopped(metrics, caplog):
 def test_no_metrics_cache_is_a_no_op():
     report_batch(None, STAGES_S, 1, ["x"])
     assert report_worker_start(None) is None
+
+
+def test_docs_list_every_handler_series():
+    """docs/metrics.md's table names exactly the series this module sends."""
+    repo = Path(__file__).resolve().parents[2]
+    source = (repo / "handlers" / "metrics.py").read_text()
+    sent_names = set(re.findall(r'add_\w+\(\s*"(Handler\w+)"', source)) | {f"Handler{stage}Seconds" for stage in STAGES_S if stage != "Request"}
+    documented = set(re.findall(r"^\| `(Handler\w+)`", (repo / "docs" / "metrics.md").read_text(), flags=re.M))
+    assert documented == sent_names
