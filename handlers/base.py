@@ -210,7 +210,7 @@ class BundleHandler(BaseHandler):
         if not indices:
             return {}
         try:
-            return dict(zip(indices, self._forward([items[i] for i in indices])))
+            return dict(zip(indices, self._forward([items[i] for i in indices]), strict=True))
         except OOM_ERRORS:
             self._release_cached_memory()
             if len(indices) == 1:

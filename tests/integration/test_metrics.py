@@ -4,7 +4,10 @@ histograms agree with the requests sent; bad requests grow counters, not series.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import time
 
 import requests
 
@@ -82,3 +85,27 @@ def test_a_flood_of_bad_requests_grows_counters_not_series(server):
     assert model_series() == series_before
     assert after['HandlerItemErrors{Code="other"}'] - before['HandlerItemErrors{Code="other"}'] == 10
     assert all("made_up" not in str(labels) and "payload" not in str(labels) for _, labels, _ in samples(server))
+
+
+def test_a_scrape_answers_while_a_worker_restarts(settled):
+    """SIGKILL minilm's worker: every scrape until a new worker is READY answers 200, and the
+    restart shows as one more HandlerWorkerStarts (what TorchServeWorkerRestarts alerts on)."""
+    server, model = settled, "minilm"
+
+    def workers() -> list[dict]:
+        return server.manage("GET", f"/models/{model}").json()[0]["workers"]
+
+    (old,) = workers()
+    starts = scrape(server, model)["HandlerWorkerStarts"]
+    os.kill(old["pid"], signal.SIGKILL)
+    scrapes_while_down, deadline = 0, time.monotonic() + 180
+    while not [w for w in workers() if w["status"] == "READY" and w["pid"] != old["pid"]]:
+        assert time.monotonic() < deadline, f"no new READY worker: {workers()}"
+        assert requests.get(f"{server.urls['metrics']}/metrics", timeout=10).status_code == 200
+        scrapes_while_down += 1
+        time.sleep(0.1)
+    assert scrapes_while_down > 0
+    deadline = time.monotonic() + 30
+    while scrape(server, model)["HandlerWorkerStarts"] != starts + 1:
+        assert time.monotonic() < deadline, "the restart was not counted"
+        time.sleep(0.2)
