@@ -212,7 +212,7 @@ def int8_vs_fp32(model_dir: Path, repeat: int, limit: int | None = None) -> dict
 # ---- the run -----------------------------------------------------------------------------------
 def start_own_server(model_store: Path, workdir: Path) -> tuple[object, Endpoint, float]:
     """TorchServe on free ports with copies of the shipped archives; the cold start, start to first 200."""
-    from tests.integration.server import TorchServe
+    from scripts.torchserve import TorchServe
 
     store = workdir / "model-store"  # config.properties' allowed_urls wants a model-store folder
     store.mkdir(parents=True)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.integration.server import REPO
+from scripts.torchserve import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from tests.integration.conftest import encode
-from tests.integration.server import REPO
+from scripts.torchserve import REPO
 
 DIGITS_CONFIG = """\
 minWorkers: 1
