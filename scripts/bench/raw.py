@@ -34,7 +34,7 @@ def raw_rows(handler, request: dict, batch_sizes: Sequence[int], seconds: float,
     for batch in tqdm(sorted(set(batch_sizes)), desc=f"{handler.metadata['name']}, raw{' + decode' if decode else ''}"):
         item = handler.decode_request(request)
 
-        def run() -> object:
+        def run(item=item, batch=batch) -> object:  # bound now: ruff B023
             return handler.predict([handler.decode_request(request) if decode else item for _ in range(batch)])
 
         seconds_per_batch = median_seconds(run, min_s=seconds)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.integration.conftest import encode
 from scripts.torchserve import REPO
+from tests.integration.conftest import encode
 
 DIGITS_CONFIG = """\
 minWorkers: 1

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 from scripts.torchserve import REPO
+from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 from tests.integration.test_workflow import workflow  # noqa: F401  (fixture)
 
 README = (REPO / "README.md").read_text()

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 from scripts.torchserve import REPO
+from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 from tests.integration.test_metrics import scrape
 
 MODEL = "minilm"
