@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import numpy as np
 import pytest
 import requests
 
-from scripts.torchserve import poll_until
 from tests.integration.conftest import encode
 
 WORKFLOW = "photo_embedding"
@@ -23,8 +23,10 @@ def wfpredict(server, headers: dict | None = None, **kwargs) -> requests.Respons
 @pytest.fixture(scope="module")
 def workflow(server):
     """Wait for the registration serve.py started in the background."""
-    poll_until(lambda: server.manage("GET", f"/workflows/{WORKFLOW}").status_code == 200, REGISTERED_WITHIN_S,
-               f"{WORKFLOW} to be registered; see {server.workdir / 'serve.out'}", interval_s=1)
+    deadline = time.monotonic() + REGISTERED_WITHIN_S
+    while server.manage("GET", f"/workflows/{WORKFLOW}").status_code != 200:
+        assert time.monotonic() < deadline, f"{WORKFLOW} not registered; see {server.workdir / 'serve.out'}"
+        time.sleep(1)
     return WORKFLOW
 
 

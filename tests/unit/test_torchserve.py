@@ -11,8 +11,6 @@ import pytest
 
 from scripts.torchserve import Client, TorchServe, poll_until, write_config
 
-pytestmark = pytest.mark.unit
-
 
 def key_file(tmp_path: Path) -> Path:
     path = tmp_path / "key_file.json"
