@@ -229,3 +229,12 @@ def test_log_lines_carry_a_fixed_error_code_not_a_payloads(make_handler, serve, 
     serve(handler, context, [{"body": {"error": "forged\nINFO all is well", "detail": "x"}}])
     (line,) = [record.getMessage() for record in caplog.records if "answered" in record.getMessage()]
     assert line.endswith("answered 500 other") and "\n" not in line
+
+
+def test_predict_returns_one_outcome_per_item_in_order(make_handler):
+    handler, _ = make_handler()
+    items = [torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0]), torch.tensor([3.0, 0.0])]
+    outcomes = handler.predict(items)
+    assert len(outcomes) == 3 and isinstance(outcomes[1], InferenceFailed)
+    assert [outcomes[0].tolist(), outcomes[2].tolist()] == [[2.0, 0.0], [6.0, 0.0]]
+    assert handler.predict([]) == []

@@ -8,7 +8,7 @@ import json
 import time
 
 from tests.integration.conftest import encode
-from tests.integration.server import TorchServe
+from scripts.torchserve import TorchServe
 
 MODEL = "efficientnet_lite0"
 FIELDS = {"time", "level", "logger", "thread", "model", "request_id", "message"}
