@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import time
 
-from tests.integration.conftest import encode
 from scripts.torchserve import TorchServe
+from tests.integration.conftest import encode
 
 MODEL = "efficientnet_lite0"
 FIELDS = {"time", "level", "logger", "thread", "model", "request_id", "message"}
