@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 HANDLER_SRC := $(wildcard handlers/*.py)
 
-.PHONY: help install weights archive archive-custom serve stop test clean
+.PHONY: help install weights archive archive-custom serve ready stop test clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ serve: archive  ## run TorchServe in the foreground, workflows registered once i
 	$(PY) -m scripts.serve --config $(CONFIG) --model-store $(MODEL_STORE) \
 	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war)
 
+# The same check as the `ready:` line of make serve, the image's HEALTHCHECK and the k8s readiness probe.
+READY_TIMEOUT ?= 300
+ready: $(STAMP)  ## wait until the running server serves: every model's workers READY, every workflow registered
+	@$(PY) -m scripts.readiness --config $(CONFIG) --workflows $(WORKFLOWS) --wait $(READY_TIMEOUT)
+
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
 
@@ -84,16 +89,52 @@ soak: $(STAMP)  ## SOAK_REQUESTS (20,000) at concurrency 64: nothing lost, no 5x
 	LOAD_REQUESTS=$(SOAK_REQUESTS) LOAD_MODEL=$(SOAK_MODEL) $(PY) -m pytest tests/integration/test_load.py -k bounded_load
 
 # The image (Dockerfile, docs/docker.md). It builds its own weights and archives for MODELS.
-IMAGE   ?= torchserve-bundle
-VARIANT ?= cpu
-.PHONY: docker docker-run
+# ENGINE: docker when its daemon answers, else podman when installed (ENGINE=podman picks one).
+IMAGE       ?= torchserve-bundle
+VARIANT     ?= cpu
+ENGINES     := docker podman
+ENGINE      ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
+BASE_IMAGE  ?= docker.io/library/debian:bookworm-slim
+# podman: the repo's containers.conf (docker/containers.conf says why); PODMAN_CONF= for the system's.
+PODMAN_CONF ?= $(CURDIR)/docker/containers.conf
+# The CA bundle pip trusts on this host, mounted into podman builds (PyPI's TLS may go through it).
+HOST_CA     ?= $(firstword $(wildcard $(PIP_CERT) $(SSL_CERT_FILE) /etc/ssl/certs/ca-certificates.crt))
+TORCH_INDEX_URL ?=
+ifeq ($(ENGINE),podman)
+ifneq ($(PODMAN_CONF),)
+export CONTAINERS_CONF := $(PODMAN_CONF)
+endif
+# --format docker keeps HEALTHCHECK (OCI images have none); --network host reaches PyPI from RUN.
+BUILD_FLAGS := --format docker --network host $(if $(HOST_CA),-v $(HOST_CA):/run/host-ca.pem:ro --build-arg PIP_CERT_FILE=/run/host-ca.pem)
+endif
+.PHONY: docker docker-base docker-run engine print-%
 
-docker:  ## build the image torchserve-bundle:cpu (VARIANT=gpu: with GPU workers)
-	docker build --build-arg VARIANT=$(VARIANT) --build-arg MODELS="$(MODELS)" -t $(IMAGE):$(VARIANT) .
+engine:
+	@test -n "$(ENGINE)" || { echo "make: no container engine: looked for $(ENGINES) (docker needs a running daemon)." \
+	  "Install one: apt-get install -y podman runc uidmap (Debian/Ubuntu), or Docker Engine (https://docs.docker.com/engine/install/)."; exit 1; }
+
+docker: engine  ## build the image torchserve-bundle:cpu with docker or podman (VARIANT=gpu: GPU workers)
+	@$(ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(ENGINE) pull $(BASE_IMAGE) || \
+	  { echo "make: the base image $(BASE_IMAGE) is missing and cannot be pulled: run \`make docker-base\` (a local stand-in)"; exit 1; }
+	$(ENGINE) build $(BUILD_FLAGS) --build-arg VARIANT=$(VARIANT) --build-arg MODELS="$(MODELS)" \
+	  --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) -t $(IMAGE):$(VARIANT) .
+
+# A local stand-in for $(BASE_IMAGE) where no registry answers: Debian bookworm minbase, as
+# Debian's debootstrap makes it (the real slim image also drops docs and man pages). It is not
+# the published image; `$(ENGINE) rmi $(BASE_IMAGE)` and `$(ENGINE) pull` swap in the real one.
+docker-base: engine  ## build a local stand-in of debian:bookworm-slim (mmdebstrap + import)
+	@command -v mmdebstrap >/dev/null || { echo "make: docker-base needs mmdebstrap: apt-get install -y mmdebstrap"; exit 1; }
+	mkdir -p build/base
+	mmdebstrap --quiet --variant=minbase bookworm build/base/rootfs.tar
+	$(ENGINE) import --change 'CMD ["bash"]' build/base/rootfs.tar $(BASE_IMAGE)
+	rm -f build/base/rootfs.tar
+
+print-%:
+	@echo $($*)
 
 # Inference on every interface; management and metrics on this host's loopback only.
-docker-run:  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
-	docker run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
+docker-run: engine  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
+	$(ENGINE) run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
 	  -p 8080:8080 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
 	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
 
