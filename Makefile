@@ -138,6 +138,31 @@ docker-run: engine  ## run the image in the foreground, snapshots in the torchse
 	  -p 8080:8080 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
 	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
 
+# Kubernetes without a cluster (docs/docker.md): the rendered CPU overlay under podman kube play.
+GATEWAY_IMAGE := $(shell sed -n 's/^ *image: *\(.*nginx.*\)/\1/p' deploy/k8s/base/deployment.yaml)
+.PHONY: kube-gateway kube-play kube-token kube-down
+
+# A LOCAL STAND-IN under the gateway image's name, for machines that cannot pull it: Debian's
+# nginx on the same base (docker/gateway/Dockerfile), not the published image.
+kube-gateway: engine  ## build a local stand-in of the gateway's nginx image (Debian's nginx)
+	$(ENGINE) build $(BUILD_FLAGS) -t docker.io/$(GATEWAY_IMAGE) docker/gateway
+
+# No $(STAMP) prerequisite: these need only the venv's python and yaml, never a reinstall.
+KUBE_PY = @test -x $(PY) || { echo "make: run \`make install\` first"; exit 1; }
+
+kube-play:  ## run deploy/k8s/overlays/cpu under podman kube play; gateway on 127.0.0.1:8000
+	$(KUBE_PY)
+	@command -v podman >/dev/null || { echo "make: kube-play needs podman (apt-get install -y podman runc uidmap)"; exit 1; }
+	CONTAINERS_CONF=$(PODMAN_CONF) $(PY) deploy/kube_play.py up
+
+kube-token:  ## print the token the kube-play gateway wants (Authorization: Bearer ...)
+	$(KUBE_PY)
+	@$(PY) deploy/kube_play.py token
+
+kube-down:  ## remove what kube-play started: pod, model-store volume, secret
+	$(KUBE_PY)
+	CONTAINERS_CONF=$(PODMAN_CONF) $(PY) deploy/kube_play.py down
+
 clean:  ## remove build outputs, archives and logs (keeps .venv)
 	rm -rf build $(MODEL_STORE) $(WF_STORE) logs key_file.json .pytest_cache
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +
