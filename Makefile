@@ -107,7 +107,7 @@ endif
 # --format docker keeps HEALTHCHECK (OCI images have none); --network host reaches PyPI from RUN.
 BUILD_FLAGS := --format docker --network host $(if $(HOST_CA),-v $(HOST_CA):/run/host-ca.pem:ro --build-arg PIP_CERT_FILE=/run/host-ca.pem)
 endif
-.PHONY: docker docker-base docker-run engine print-%
+.PHONY: docker docker-base base-stand-in docker-run engine print-%
 
 engine:
 	@test -n "$(ENGINE)" || { echo "make: no container engine: looked for $(ENGINES) (docker needs a running daemon)." \
@@ -122,7 +122,13 @@ docker: engine  ## build the image torchserve-bundle:cpu with docker or podman (
 # A local stand-in for $(BASE_IMAGE) where no registry answers: Debian bookworm minbase, as
 # Debian's debootstrap makes it (the real slim image also drops docs and man pages). It is not
 # the published image; `$(ENGINE) rmi $(BASE_IMAGE)` and `$(ENGINE) pull` swap in the real one.
-docker-base: engine  ## build a local stand-in of debian:bookworm-slim (mmdebstrap + import)
+# Kept when present (a pulled real one, or the stand-in and the layer cache built on it).
+docker-base: engine  ## build a local stand-in of debian:bookworm-slim (mmdebstrap + import) unless present
+	@if $(ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1; then \
+	  echo "make: $(BASE_IMAGE) is present, kept (\`$(ENGINE) rmi $(BASE_IMAGE)\` to make the stand-in again)"; exit 0; fi; \
+	$(MAKE) --no-print-directory base-stand-in
+
+base-stand-in:
 	@command -v mmdebstrap >/dev/null || { echo "make: docker-base needs mmdebstrap: apt-get install -y mmdebstrap"; exit 1; }
 	mkdir -p build/base
 	mmdebstrap --quiet --variant=minbase bookworm build/base/rootfs.tar

@@ -21,7 +21,7 @@ TEXT_SECONDS = 5  # before readiness meant ready, a text request in the loading 
 def served(image):
     container = Container(unique("ts-image"), image).start()
     try:
-        container.ready_s = container.wait_ready()
+        print(f"\ncontainer tier: ready {container.wait_ready():.0f} s after podman run (healthcheck.py polled)")
         yield container
     finally:
         container.remove()
@@ -72,6 +72,15 @@ def test_workflow_on_a_photo(served):
     status, result, _ = served.predict("wfpredict/photo_embedding", encode_image(Image.fromarray(data.coffee()), "JPEG"))
     assert status == 200, result
     assert "espresso" in result["labels"] and len(result["embedding"]) == 384
+
+
+def test_the_log_says_ready_once_everything_serves(served):
+    """scripts/serve.py's `ready:` line, the same check: after the workflow registration, naming it."""
+    lines = served.logs().splitlines()
+    ready = [n for n, line in enumerate(lines) if line.startswith("ready: ")]
+    registered = [n for n, line in enumerate(lines) if line.startswith("workflows: ")]
+    assert len(ready) == 1 and registered and registered[-1] < ready[0], lines[-20:]
+    assert "workflows: photo_embedding" in lines[ready[0]] and "minilm" in lines[ready[0]]
 
 
 def test_text_answers_in_normal_time_once_ready(served):
