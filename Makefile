@@ -56,8 +56,9 @@ serve: archive  ## run TorchServe in the foreground, workflows registered once i
 
 # The same check as the `ready:` line of make serve, the image's HEALTHCHECK and the k8s readiness probe.
 READY_TIMEOUT ?= 300
+KEY_FILE      ?= key_file.json
 ready: $(STAMP)  ## wait until the running server serves: every model's workers READY, every workflow registered
-	@$(PY) -m scripts.readiness --config $(CONFIG) --workflows $(WORKFLOWS) --wait $(READY_TIMEOUT)
+	@$(PY) -m scripts.readiness --config $(CONFIG) --key-file $(KEY_FILE) --workflows $(WORKFLOWS) --wait $(READY_TIMEOUT)
 
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop

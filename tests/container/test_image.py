@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -81,6 +82,19 @@ def test_the_log_says_ready_once_everything_serves(served):
     registered = [n for n, line in enumerate(lines) if line.startswith("workflows: ")]
     assert len(ready) == 1 and registered and registered[-1] < ready[0], lines[-20:]
     assert "workflows: photo_embedding" in lines[ready[0]] and "minilm" in lines[ready[0]]
+
+
+def test_make_ready_against_the_container(served, tmp_path):
+    """`make ready` (the same check from the host): 0 and a `ready:` line; a timeout names what is missing."""
+    key_file = tmp_path / "key_file.json"
+    key_file.write_text(served.exec("cat", "/home/model-server/key_file.json").stdout)
+    config = tmp_path / "config.properties"
+    config.write_text(f"management_address={served.url('management')}\nload_models=efficientnet_lite0.mar,minilm.mar\n")
+    make = ["make", "--no-print-directory", "-C", str(REPO), "ready", f"CONFIG={config}", f"KEY_FILE={key_file}"]
+    ready = subprocess.run([*make, "WORKFLOWS=photo_embedding", "READY_TIMEOUT=60"], capture_output=True, text=True)
+    assert ready.returncode == 0 and ready.stdout.startswith("ready: "), ready.stdout + ready.stderr
+    missing = subprocess.run([*make, "WORKFLOWS=photo_embedding other_flow", "READY_TIMEOUT=1"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "not ready: workflow other_flow: not registered (404)" in missing.stderr, missing.stderr
 
 
 def test_text_answers_in_normal_time_once_ready(served):
