@@ -34,6 +34,23 @@ def top1(answer: tuple) -> str:
     return next(iter(body))
 
 
+# The first requests after ready: neither a 404 nor a wait for a loading worker.
+def test_text_answers_in_normal_time_once_ready(served):
+    status, body, seconds = served.predict("predictions/minilm", json.dumps({"text": "A cup of espresso."}).encode(),
+                                           headers={"Content-Type": "application/json"})
+    assert status == 200, body
+    assert seconds < TEXT_SECONDS
+
+
+def test_workflow_on_a_photo(served):
+    from skimage import data
+    from PIL import Image
+
+    status, result, _ = served.predict("wfpredict/photo_embedding", encode_image(Image.fromarray(data.coffee()), "JPEG"))
+    assert status == 200, result
+    assert "espresso" in result["labels"] and len(result["embedding"]) == 384
+
+
 def photos() -> list[tuple[str, str, object]]:
     """(id, format, loader): the repo's samples and scikit-image's bundled photos, in several formats."""
     from PIL import Image
@@ -66,15 +83,6 @@ def test_image_serves_both_models_and_the_workflow(served):
     assert {"efficientnet_lite0.mar", "minilm.mar", "photo_embedding.war"} <= set(store)
 
 
-def test_workflow_on_a_photo(served):
-    from skimage import data
-    from PIL import Image
-
-    status, result, _ = served.predict("wfpredict/photo_embedding", encode_image(Image.fromarray(data.coffee()), "JPEG"))
-    assert status == 200, result
-    assert "espresso" in result["labels"] and len(result["embedding"]) == 384
-
-
 def test_the_log_says_ready_once_everything_serves(served):
     """scripts/serve.py's `ready:` line, the same check: after the workflow registration, naming it."""
     lines = served.logs().splitlines()
@@ -95,13 +103,6 @@ def test_make_ready_against_the_container(served, tmp_path):
     assert ready.returncode == 0 and ready.stdout.startswith("ready: "), ready.stdout + ready.stderr
     missing = subprocess.run([*make, "WORKFLOWS=photo_embedding other_flow", "READY_TIMEOUT=1"], capture_output=True, text=True)
     assert missing.returncode != 0 and "not ready: workflow other_flow: not registered (404)" in missing.stderr, missing.stderr
-
-
-def test_text_answers_in_normal_time_once_ready(served):
-    status, body, seconds = served.predict("predictions/minilm", json.dumps({"text": "A cup of espresso."}).encode(),
-                                           headers={"Content-Type": "application/json"})
-    assert status == 200, body
-    assert seconds < TEXT_SECONDS
 
 
 def test_runs_as_non_root(served):
