@@ -94,7 +94,9 @@ soak: $(STAMP)  ## SOAK_REQUESTS (20,000) at concurrency 64: nothing lost, no 5x
 IMAGE       ?= torchserve-bundle
 VARIANT     ?= cpu
 ENGINES     := docker podman
-ENGINE      ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
+ifeq ($(origin ENGINE),undefined)
+ENGINE      := $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
+endif
 BASE_IMAGE  ?= docker.io/library/debian:bookworm-slim
 # podman: the repo's containers.conf (docker/containers.conf says why); PODMAN_CONF= for the system's.
 PODMAN_CONF ?= $(CURDIR)/docker/containers.conf
