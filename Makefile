@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 HANDLER_SRC := $(wildcard handlers/*.py)
 
-.PHONY: help install weights archive archive-custom serve stop test lint clean
+.PHONY: help install weights archive archive-custom serve ready stop test lint clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ serve: archive  ## run TorchServe in the foreground, workflows registered once i
 	$(PY) -m scripts.serve --config $(CONFIG) --model-store $(MODEL_STORE) \
 	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT)
 
+# The same check as the `ready:` line of make serve, the image's HEALTHCHECK and the k8s readiness probe.
+READY_TIMEOUT ?= 300
+KEY_FILE      ?= key_file.json
+ready: $(STAMP)  ## wait until the running server serves: every model's workers READY, every workflow registered
+	@$(PY) -m scripts.readiness --config $(CONFIG) --key-file $(KEY_FILE) --workflows $(WORKFLOWS) --wait $(READY_TIMEOUT)
+
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
 
@@ -95,18 +101,87 @@ soak: $(STAMP)  ## SOAK_REQUESTS (20,000) at concurrency 64: nothing lost, no 5x
 	LOAD_REQUESTS=$(SOAK_REQUESTS) LOAD_MODEL=$(SOAK_MODEL) $(PY) -m pytest tests/integration/test_load.py -k bounded_load
 
 # The image (Dockerfile, docs/docker.md). It builds its own weights and archives for MODELS.
-IMAGE   ?= torchserve-bundle
-VARIANT ?= cpu
-.PHONY: docker docker-run
+# ENGINE: docker when its daemon answers, else podman when installed (ENGINE=podman picks one).
+IMAGE       ?= torchserve-bundle
+VARIANT     ?= cpu
+ENGINES     := docker podman
+ifeq ($(origin ENGINE),undefined)
+ENGINE      := $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
+endif
+BASE_IMAGE  ?= docker.io/library/debian:bookworm-slim
+# podman: the repo's containers.conf (docker/containers.conf says why); PODMAN_CONF= for the system's.
+PODMAN_CONF ?= $(CURDIR)/docker/containers.conf
+# The CA bundle pip trusts on this host, mounted into podman builds (PyPI's TLS may go through it).
+HOST_CA     ?= $(firstword $(wildcard $(PIP_CERT) $(SSL_CERT_FILE) /etc/ssl/certs/ca-certificates.crt))
+TORCH_INDEX_URL ?=
+ifeq ($(ENGINE),podman)
+ifneq ($(PODMAN_CONF),)
+export CONTAINERS_CONF := $(PODMAN_CONF)
+endif
+# --format docker keeps HEALTHCHECK (OCI images have none); --network host reaches PyPI from RUN.
+BUILD_FLAGS := --format docker --network host $(if $(HOST_CA),-v $(HOST_CA):/run/host-ca.pem:ro --build-arg PIP_CERT_FILE=/run/host-ca.pem)
+endif
+.PHONY: docker docker-base base-stand-in docker-run engine print-%
 
-docker:  ## build the image torchserve-bundle:cpu (VARIANT=gpu: with GPU workers)
-	docker build --build-arg VARIANT=$(VARIANT) --build-arg MODELS="$(MODELS)" -t $(IMAGE):$(VARIANT) .
+engine:
+	@test -n "$(ENGINE)" || { echo "make: no container engine: looked for $(ENGINES) (docker needs a running daemon)." \
+	  "Install one: apt-get install -y podman runc uidmap (Debian/Ubuntu), or Docker Engine (https://docs.docker.com/engine/install/)."; exit 1; }
+
+docker: engine  ## build the image torchserve-bundle:cpu with docker or podman (VARIANT=gpu: GPU workers)
+	@$(ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(ENGINE) pull $(BASE_IMAGE) || \
+	  { echo "make: the base image $(BASE_IMAGE) is missing and cannot be pulled: run \`make docker-base\` (a local stand-in)"; exit 1; }
+	$(ENGINE) build $(BUILD_FLAGS) --build-arg VARIANT=$(VARIANT) --build-arg MODELS="$(MODELS)" \
+	  --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) -t $(IMAGE):$(VARIANT) .
+
+# A local stand-in for $(BASE_IMAGE) where no registry answers: Debian bookworm minbase, as
+# Debian's debootstrap makes it (the real slim image also drops docs and man pages). It is not
+# the published image; `$(ENGINE) rmi $(BASE_IMAGE)` and `$(ENGINE) pull` swap in the real one.
+# Kept when present (a pulled real one, or the stand-in and the layer cache built on it).
+docker-base: engine  ## build a local stand-in of debian:bookworm-slim (mmdebstrap + import) unless present
+	@if $(ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1; then \
+	  echo "make: $(BASE_IMAGE) is present, kept (\`$(ENGINE) rmi $(BASE_IMAGE)\` to make the stand-in again)"; exit 0; fi; \
+	$(MAKE) --no-print-directory base-stand-in
+
+base-stand-in:
+	@command -v mmdebstrap >/dev/null || { echo "make: docker-base needs mmdebstrap: apt-get install -y mmdebstrap"; exit 1; }
+	mkdir -p build/base
+	mmdebstrap --quiet --variant=minbase bookworm build/base/rootfs.tar
+	$(ENGINE) import --change 'CMD ["bash"]' build/base/rootfs.tar $(BASE_IMAGE)
+	rm -f build/base/rootfs.tar
+
+print-%:
+	@echo $($*)
 
 # Inference on every interface; management and metrics on this host's loopback only.
-docker-run:  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
-	docker run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
+docker-run: engine  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
+	$(ENGINE) run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
 	  -p 8080:8080 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
 	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
+
+# Kubernetes without a cluster (docs/docker.md): the rendered CPU overlay under podman kube play.
+GATEWAY_IMAGE := $(shell sed -n 's/^ *image: *\(.*nginx.*\)/\1/p' deploy/k8s/base/deployment.yaml)
+.PHONY: kube-gateway kube-play kube-token kube-down
+
+# A LOCAL STAND-IN under the gateway image's name, for machines that cannot pull it: Debian's
+# nginx on the same base (docker/gateway/Dockerfile), not the published image.
+kube-gateway: engine  ## build a local stand-in of the gateway's nginx image (Debian's nginx)
+	$(ENGINE) build $(BUILD_FLAGS) -t docker.io/$(GATEWAY_IMAGE) docker/gateway
+
+# No $(STAMP) prerequisite: these need only the venv's python and yaml, never a reinstall.
+KUBE_PY = @test -x $(PY) || { echo "make: run \`make install\` first"; exit 1; }
+
+kube-play:  ## run deploy/k8s/overlays/cpu under podman kube play; gateway on 127.0.0.1:8000
+	$(KUBE_PY)
+	@command -v podman >/dev/null || { echo "make: kube-play needs podman (apt-get install -y podman runc uidmap)"; exit 1; }
+	CONTAINERS_CONF=$(PODMAN_CONF) $(PY) deploy/kube_play.py up
+
+kube-token:  ## print the token the kube-play gateway wants (Authorization: Bearer ...)
+	$(KUBE_PY)
+	@$(PY) deploy/kube_play.py token
+
+kube-down:  ## remove what kube-play started: pod, model-store volume, secret
+	$(KUBE_PY)
+	CONTAINERS_CONF=$(PODMAN_CONF) $(PY) deploy/kube_play.py down
 
 clean:  ## remove build outputs, archives and logs (keeps .venv)
 	rm -rf build $(MODEL_STORE) $(WF_STORE) logs key_file.json .pytest_cache

@@ -1,13 +1,14 @@
-"""Container health: GET /ping with the inference key from key_file.json; exit 0 when Healthy.
+"""Container health, with the keys from key_file.json that only the container can read.
 
-    python /app/docker/healthcheck.py       # the Dockerfile's HEALTHCHECK and the k8s exec probes
+    python /app/docker/healthcheck.py          # ready: the image's HEALTHCHECK, k8s startup/readiness probes
+    python /app/docker/healthcheck.py --live   # alive: GET /ping only, the k8s liveness probe
 
-TorchServe 0.12 wants the inference key on /ping, and the key is made at start and written only
-to key_file.json in the server's working directory. An HTTP probe cannot send a key read from a
-file; a command run inside the container can. When the inference key has expired
-(token_expiration_min) this asks for a fresh one with the API key, which never expires, as an
-operator would: otherwise a healthy server would turn unhealthy at that hour and be restarted.
-With token auth off there is no key file, and /ping is sent without a key.
+Ready is scripts/readiness.py's check, the same as `make ready` and the `ready:` line: every
+model has all its workers READY and every workflow of SERVE_WORKFLOWS is registered. Alive is
+lighter: /ping with the inference key (TorchServe 0.12 wants it there), so that a server busy
+loading or scaling workers is not killed. Expired keys are renewed with the API key first, as an
+operator would; otherwise a healthy server would turn unhealthy at that hour and be restarted.
+With token auth off there is no key file, and the requests carry no key.
 
 Paths and addresses come from the environment docker/entrypoint.sh reads. Standard library only:
 it runs every few seconds.
@@ -15,70 +16,50 @@ it runs every few seconds.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent
-TIMEOUT_S = 4
+sys.path.insert(0, str(APP))  # scripts/ sits beside docker/ in /app (and in the repo)
+
+from scripts.readiness import Server, address, fresh_key, missing, read_properties, request  # noqa: E402
+
+DEFAULT_WORKFLOWS = "photo_embedding.war"  # docker/entrypoint.sh's default; the image sets SERVE_WORKFLOWS
 
 
-def read_properties(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
+def paths(env: dict[str, str]) -> tuple[Path, Path]:
+    config = Path(env.get("SERVE_CONFIG", APP / "docker" / "config.properties"))
+    return config, Path(env.get("SERVE_WORKDIR", "/home/model-server")) / "key_file.json"
 
 
-def local_url(env: dict[str, str], config: dict[str, str], api: str) -> str:
-    """The API's address, as TorchServe resolves it (TS_<API>_ADDRESS wins), seen from inside."""
-    address = env.get(f"TS_{api.upper()}_ADDRESS") or config[f"{api}_address"]
-    return address.replace("://0.0.0.0:", "://127.0.0.1:")
+def alive(env: dict[str, str]) -> list[str]:
+    config, key_file = paths(env)
+    properties = read_properties(config.read_text())
+    key = fresh_key(key_file, "inference", address(properties, "management", env))
+    status, body = request(f"{address(properties, 'inference', env)}/ping", key)
+    healthy = status == 200 and isinstance(body, dict) and body.get("status") == "Healthy"
+    return [] if healthy else [f"/ping answered {status}: {body}"]
 
 
-def expired(entry: dict, now: datetime) -> bool:
-    return datetime.fromisoformat(entry["expiration time"]) <= now
+def ready(env: dict[str, str]) -> list[str]:
+    config, key_file = paths(env)
+    workflows = env.get("SERVE_WORKFLOWS", DEFAULT_WORKFLOWS).split()
+    return missing(Server.from_config(config, key_file, workflows, env))
 
 
-def request(url: str, key: str | None, method: str = "GET") -> tuple[int, bytes]:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+def main(argv: list[str]) -> int:
+    live = "--live" in argv
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method, headers=headers), timeout=TIMEOUT_S) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def inference_key(key_file: Path, management_url: str) -> str | None:
-    """The current inference key, renewed first when it has expired; None with token auth off."""
-    if not key_file.is_file():
-        return None
-    keys = json.loads(key_file.read_text())
-    if expired(keys["inference"], datetime.now(timezone.utc)):
-        request(f"{management_url}/token?type=inference", keys["API"]["key"], method="POST")
-        keys = json.loads(key_file.read_text())  # TorchServe rewrites the file with the new key
-    return keys["inference"]["key"]
-
-
-def healthy(env: dict[str, str]) -> bool:
-    config = read_properties(Path(env.get("SERVE_CONFIG", APP / "docker/config.properties")))
-    key_file = Path(env.get("SERVE_WORKDIR", "/home/model-server")) / "key_file.json"
-    key = inference_key(key_file, local_url(env, config, "management"))
-    status, body = request(f"{local_url(env, config, 'inference')}/ping", key)
-    return status == 200 and json.loads(body).get("status") == "Healthy"
-
-
-def main() -> int:
-    try:
-        ok = healthy(dict(os.environ))
+        problems = (alive if live else ready)(dict(os.environ))
     except (OSError, ValueError, KeyError) as error:  # not up yet, or a key file being rewritten
-        print(f"healthcheck: {error}", file=sys.stderr)
+        problems = [str(error)]
+    if problems:
+        print("healthcheck: not " + ("healthy" if live else "ready") + ": " + "; ".join(problems), file=sys.stderr)
         return 1
-    print("healthcheck: " + ("Healthy" if ok else "not healthy"))
-    return 0 if ok else 1
+    print("healthcheck: " + ("Healthy" if live else "ready"))
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -27,12 +27,13 @@ import threading
 import time
 from pathlib import Path
 
-from scripts import java
+from scripts import java, readiness
 from scripts.workflows import register_all
 
 STOP_TIMEOUT_S = 60
 LOG_CONFIGS = {"text": None, "json": Path(__file__).resolve().parents[1] / "docker" / "log4j2-json.xml"}
 """--log-format -> the log4j2 config given to TorchServe (None: the one inside its jar)."""
+READY_TIMEOUT_S = 600  # two models on 2 cores load in well under a minute; a slow disk may take longer
 
 
 def torchserve_command(config: Path, model_store: Path, models: list[str], snapshots: bool = False,
@@ -152,16 +153,27 @@ def main(argv: list[str] | None = None) -> int:
     if log_config is not None and not log_config.is_file():
         sys.exit(f"serve: --log-format {args.log_format} needs {log_config}, which is missing")
     command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
-    register = (lambda: register_in_background(args.config, args.workflows)) if args.workflows else None
-    return run(command, args.run_dir, args.log_dir, on_start=register)
+    return run(command, args.run_dir, args.log_dir, on_start=lambda: announce_ready(args.config, args.workflows))
 
 
-def register_in_background(config: Path, wars: list[str]) -> None:
-    """Workflows are not kept across restarts (TorchServe has no workflow snapshot): register them."""
+def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_file.json")) -> None:
+    """Register the workflows, then print one `ready:` line once everything serves (scripts/readiness.py).
+
+    Workflows are not kept across restarts (TorchServe has no workflow snapshot): register them.
+    The line comes only when every model has all its workers READY and every workflow is
+    registered; a request sent before it may meet a 404 or wait for a loading worker.
+    """
     try:
-        register_all(config, wars)
+        if wars:
+            register_all(config, wars, key_file)
     except Exception as exc:  # the server keeps running; say clearly what is missing
         print(f"serve: workflow registration failed: {exc}", file=sys.stderr, flush=True)
+    server = readiness.Server.from_config(config, key_file, wars)
+    problems = readiness.wait(server, READY_TIMEOUT_S)
+    if problems:
+        print(f"serve: not ready after {READY_TIMEOUT_S} s: {'; '.join(problems)}", file=sys.stderr, flush=True)
+    else:
+        print(f"ready: {readiness.summary(server)}", flush=True)
 
 
 if __name__ == "__main__":

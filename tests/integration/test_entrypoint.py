@@ -76,9 +76,9 @@ def container(env, app) -> TorchServe:
 
 @pytest.fixture(scope="module")
 def healthcheck(env, app):
-    """Run the image's healthcheck as the HEALTHCHECK instruction and the k8s probes do."""
-    return lambda: subprocess.run([sys.executable, str(app / "docker" / "healthcheck.py")], env=env,
-                                  capture_output=True, text=True, timeout=30)
+    """Run the image's healthcheck as the HEALTHCHECK instruction and the k8s probes do (--live: liveness)."""
+    return lambda *args: subprocess.run([sys.executable, str(app / "docker" / "healthcheck.py"), *args], env=env,
+                                        capture_output=True, text=True, timeout=30)
 
 
 def test_the_container_config_serves_every_archive_in_the_store(container, app):
@@ -91,7 +91,19 @@ def test_the_container_config_serves_every_archive_in_the_store(container, app):
 def test_healthcheck_reads_the_key_file(container, healthcheck):
     result = healthcheck()
     assert result.returncode == 0, result.stderr
-    assert "Healthy" in result.stdout
+    assert "ready" in result.stdout  # the readiness check: every worker READY
+    live = healthcheck("--live")
+    assert live.returncode == 0 and "Healthy" in live.stdout, live.stderr
+
+
+def test_healthcheck_renews_an_expired_management_key(container, healthcheck):
+    key_file = container.workdir / "key_file.json"
+    keys = json.loads(key_file.read_text())
+    old_key = keys["management"]["key"]
+    keys["management"]["expiration time"] = "2000-01-01T00:00:00Z"
+    key_file.write_text(json.dumps(keys))
+    assert healthcheck().returncode == 0
+    assert container.keys["management"] != old_key
 
 
 def test_healthcheck_renews_an_expired_inference_key(container, healthcheck):
@@ -100,7 +112,7 @@ def test_healthcheck_renews_an_expired_inference_key(container, healthcheck):
     old_key = keys["inference"]["key"]
     keys["inference"]["expiration time"] = "2000-01-01T00:00:00Z"  # as if token_expiration_min had passed
     key_file.write_text(json.dumps(keys))
-    assert healthcheck().returncode == 0
+    assert healthcheck("--live").returncode == 0
     assert container.keys["inference"] != old_key  # TorchServe rewrote the file
     cat = (REPO / "samples" / "cat.jpg").read_bytes()
     assert container.predict("efficientnet_lite0", data=cat).status_code == 200
@@ -121,3 +133,4 @@ def test_sigterm_stops_torchserve_and_java(container, healthcheck):
     assert container.stop() == 0
     assert not java[0].is_running()
     assert healthcheck().returncode == 1
+    assert healthcheck("--live").returncode == 1

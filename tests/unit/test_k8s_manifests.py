@@ -48,11 +48,20 @@ def test_every_kustomization_lists_files_that_exist():
                 assert (kustomization.parent / entry.split("=")[-1]).exists()
 
 
-@pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
-def test_probes_run_the_image_healthcheck(probe):
+@pytest.mark.parametrize(("probe", "args"), [("startupProbe", []), ("readinessProbe", []), ("livenessProbe", ["--live"])])
+def test_probes_run_the_image_healthcheck(probe, args):
+    """Readiness is the image's HEALTHCHECK (scripts/readiness.py); liveness the lighter /ping."""
     assert TORCHSERVE["name"] == "torchserve"
-    assert TORCHSERVE[probe]["exec"]["command"] == ["python", HEALTHCHECK]
+    assert TORCHSERVE[probe]["exec"]["command"] == ["python", HEALTHCHECK, *args]
     assert (REPO / HEALTHCHECK.removeprefix("/app/")).is_file()
+
+
+def test_read_only_root_with_writable_work_and_tmp():
+    assert TORCHSERVE["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in TORCHSERVE["volumeMounts"]}
+    assert mounts[ENV["SERVE_WORKDIR"]] == "work" and mounts["/tmp"] == "tmp"
+    empty = {v["name"] for v in POD["volumes"] if "emptyDir" in v}
+    assert {"work", "tmp"} <= empty
 
 
 def test_overrides_name_real_config_keys():

@@ -62,3 +62,8 @@ def test_allowed_urls_admit_no_url(url):
     that matches is copied into the store; none may match, so only names in the store register."""
     patterns = PROPERTIES["allowed_urls"].split(",")
     assert not any(re.fullmatch(p, url, flags=re.IGNORECASE) for p in patterns)
+
+
+def test_the_container_config_admits_no_url_either():
+    container = properties((REPO / "docker" / "config.properties").read_text())
+    assert container["allowed_urls"] == PROPERTIES["allowed_urls"] == "^$"

@@ -1,0 +1,78 @@
+"""deploy/k8s for real: both overlays render with kubectl kustomize and validate against the
+Kubernetes schemas offline; the CPU overlay runs under `podman kube play` (make kube-play) and
+serves a photo through the gateway with the shared token, and refuses no token or a wrong one."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.container.engine import ENV, REPO, http, which_engine
+
+K8S_VERSION = "1.32.0"  # the kubectl installed here; the schemas ship inside kubernetes-validate
+GATEWAY = "http://127.0.0.1:8000"
+CAT = {"tabby", "tiger cat", "Egyptian cat"}
+
+
+def render(overlay: str) -> list[dict]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (it renders the overlays with its built-in kustomize)")
+    out = subprocess.run(["kubectl", "kustomize", str(REPO / "deploy" / "k8s" / "overlays" / overlay)],
+                         capture_output=True, text=True, check=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_overlay_renders_and_validates_offline(overlay):
+    import kubernetes_validate
+
+    docs = render(overlay)
+    kinds = sorted(doc["kind"] for doc in docs)
+    assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "Job"} <= set(kinds)
+    assert ("HorizontalPodAutoscaler" in kinds) == (overlay == "cpu")
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)  # raises on any schema error
+    image = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"torchserve-bundle:{overlay}"
+
+
+def make(*targets: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["make", "--no-print-directory", "-s", "-C", str(REPO), *targets], capture_output=True, text=True, env=ENV, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def kube_play(image):
+    if which_engine() != "podman":
+        pytest.skip("podman kube play needs podman")
+    make("kube-gateway")
+    make("kube-down", check=False)  # a leftover from an interrupted run
+    try:
+        up = make("kube-play")
+        assert "kube-play: ready: gateway on http://127.0.0.1:8000" in up.stdout, up.stdout
+        yield make("kube-token").stdout.strip()
+    finally:
+        make("kube-down", check=False)
+
+
+def test_gateway_serves_a_photo_with_the_token(kube_play):
+    status, body, _ = http("POST", f"{GATEWAY}/predictions/efficientnet_lite0", kube_play,
+                           (REPO / "samples" / "cat.jpg").read_bytes())
+    assert status == 200 and next(iter(body)) in CAT, body
+
+
+@pytest.mark.parametrize("key", [None, "wrong-token", "0" * 64])
+def test_gateway_refuses_no_token_and_a_wrong_one(kube_play, key):
+    status, body, _ = http("POST", f"{GATEWAY}/predictions/efficientnet_lite0", key,
+                           (REPO / "samples" / "cat.jpg").read_bytes())
+    assert status == 401 and body["type"] == "Unauthorized", body
+
+
+def test_management_is_not_published(kube_play):
+    with pytest.raises(OSError):
+        http("GET", "http://127.0.0.1:8081/models", kube_play, timeout=3)
