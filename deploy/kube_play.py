@@ -160,6 +160,7 @@ def up() -> int:
         print(f"kube-play: no image {', '.join(absent)} here: build it first ({'; '.join(how)})", file=sys.stderr)
         return 1
     play, jobs = for_podman(docs)
+    STATE.mkdir(parents=True, exist_ok=True)  # a fresh clone has no build/ yet
     PLAY.write_text(yaml.safe_dump_all(play, sort_keys=False))
     create_secret(token())
     for job in jobs:
