@@ -31,6 +31,8 @@ from scripts.keyfile import auth_header, read_keys
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 240
 APIS = ("inference", "management", "metrics")
+SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.eE+-]+|NaN)$")
+METRIC_KEY_LABELS = ("Code", "le")  # labels besides the model's own that tell its series apart
 
 T = TypeVar("T")
 
@@ -117,18 +119,27 @@ class Client:
         """DELETE /models/<model> (a "name/version" removes that version only)."""
         return self.manage("DELETE", f"/models/{model}")
 
-    def metrics(self, model: str) -> dict[str, float]:
-        """One model's samples at :8082/metrics (no key): metric name -> value, with its Code
-        label when it has one (HandlerErrors{Code=...})."""
+    def metric_samples(self) -> list[tuple[str, dict[str, str], float]]:
+        """(name, labels, value) of every sample at :8082/metrics (no key)."""
         text = requests.get(self.url("metrics", "/metrics"), timeout=10).text
-        values: dict[str, float] = {}
+        found = []
         for line in text.splitlines():
-            match = re.match(r"^(\w+)\{(.*)\} ([0-9.eE+-]+)$", line)
-            if not match or f'="{model}"' not in match.group(2):
+            match = SAMPLE.match(line)
+            if match:
+                name, labels, value = match.groups()
+                found.append((name, dict(re.findall(r'(\w+)="([^"]*)"', labels)), float(value)))
+        return found
+
+    def metrics(self, model: str) -> dict[str, float]:
+        """One model's samples, summed over its versions: name -> value, with the label that tells
+        its series apart when it has one (HandlerItemErrors{Code="..."}, ..._bucket{le="..."})."""
+        values: dict[str, float] = {}
+        for name, labels, value in self.metric_samples():
+            if model not in (labels.get("ModelName"), labels.get("model_name")):
                 continue
-            name, labels, value = match.groups()
-            code = [pair for pair in labels.rstrip(",").split(",") if pair.startswith("Code=")]
-            values[name + (f"{{{code[0]}}}" if code else "")] = float(value)
+            kept = [f'{key}="{labels[key]}"' for key in METRIC_KEY_LABELS if key in labels]
+            key = name + (f"{{{kept[0]}}}" if kept else "")
+            values[key] = values.get(key, 0.0) + value
         return values
 
     def register_workflow(self, war: str, timeout_s: float = 240) -> requests.Response:

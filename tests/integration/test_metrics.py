@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 
@@ -14,39 +13,14 @@ import requests
 from tests.integration.conftest import encode
 
 MODEL = "efficientnet_lite0"
-SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.eE+-]+|NaN)$")
-KEPT_LABELS = ("Code", "le")  # labels besides the model's own that tell series apart
-
-
-def samples(server) -> list[tuple[str, dict[str, str], float]]:
-    """(name, labels, value) of every sample the metrics port answers."""
-    text = requests.get(f"{server.urls['metrics']}/metrics", timeout=10).text
-    found = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if match:
-            name, labels, value = match.groups()
-            found.append((name, dict(re.findall(r'(\w+)="([^"]*)"', labels)), float(value)))
-    return found
-
-
-def scrape(server, model: str) -> dict[str, float]:
-    """Metric name (with its Code or le label, if any) -> value, for one model."""
-    values: dict[str, float] = {}
-    for name, labels, value in samples(server):
-        if model not in (labels.get("ModelName"), labels.get("model_name")):
-            continue
-        extra = [f'{key}="{labels[key]}"' for key in KEPT_LABELS if key in labels]
-        values[name + (f"{{{extra[0]}}}" if extra else "")] = value
-    return values
 
 
 def test_inference_counters_and_histograms_grow(server, coffee):
-    before = scrape(server, MODEL)
+    before = server.metrics(MODEL)
     sent = 3
     for _ in range(sent):
         assert server.predict(MODEL, data=encode(coffee, "JPEG")).status_code == 200
-    after = scrape(server, MODEL)
+    after = server.metrics(MODEL)
     grown = {name: after[name] - before.get(name, 0.0) for name in after}
     assert grown["ts_inference_requests_total"] == sent
     assert grown["HandlerItems"] == sent
@@ -76,15 +50,15 @@ def test_a_flood_of_bad_requests_grows_counters_not_series(server):
             assert server.predict(MODEL, data=f"not an image {i}".encode()).status_code >= 400
 
     def model_series() -> int:
-        return sum(MODEL in (labels.get("ModelName"), labels.get("model_name")) for _, labels, _ in samples(server))
+        return sum(MODEL in (labels.get("ModelName"), labels.get("model_name")) for _, labels, _ in server.metric_samples())
 
     flood(1, 0)
-    series_before, before = model_series(), scrape(server, MODEL)
+    series_before, before = model_series(), server.metrics(MODEL)
     flood(10, 1)
-    after = scrape(server, MODEL)
+    after = server.metrics(MODEL)
     assert model_series() == series_before
     assert after['HandlerItemErrors{Code="other"}'] - before['HandlerItemErrors{Code="other"}'] == 10
-    assert all("made_up" not in str(labels) and "payload" not in str(labels) for _, labels, _ in samples(server))
+    assert all("made_up" not in str(labels) and "<payload" not in str(labels) for _, labels, _ in server.metric_samples())
 
 
 def test_a_scrape_answers_while_a_worker_restarts(settled):
@@ -96,7 +70,7 @@ def test_a_scrape_answers_while_a_worker_restarts(settled):
         return server.manage("GET", f"/models/{model}").json()[0]["workers"]
 
     (old,) = workers()
-    starts = scrape(server, model)["HandlerWorkerStarts"]
+    starts = server.metrics(model)["HandlerWorkerStarts"]
     os.kill(old["pid"], signal.SIGKILL)
     scrapes_while_down, deadline = 0, time.monotonic() + 180
     while not [w for w in workers() if w["status"] == "READY" and w["pid"] != old["pid"]]:
@@ -106,6 +80,6 @@ def test_a_scrape_answers_while_a_worker_restarts(settled):
         time.sleep(0.1)
     assert scrapes_while_down > 0
     deadline = time.monotonic() + 30
-    while scrape(server, model)["HandlerWorkerStarts"] != starts + 1:
+    while server.metrics(model)["HandlerWorkerStarts"] != starts + 1:
         assert time.monotonic() < deadline, "the restart was not counted"
         time.sleep(0.2)

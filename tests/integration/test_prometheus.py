@@ -16,7 +16,6 @@ from handlers.metrics import LATENCY_BUCKETS_S
 from tests.integration import prometheus as prom
 from tests.integration.conftest import encode
 from tests.integration.figures import record
-from tests.integration.test_metrics import scrape
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "rules.yaml"
@@ -42,10 +41,10 @@ def prometheus(server, tmp_path_factory) -> prom.Prometheus:
 
 def synced(prometheus: prom.Prometheus, server, promql: str, name: str) -> tuple[float, float]:
     """(value, evaluation time) once Prometheus's `promql` equals the metrics port's `name` now."""
-    expected = scrape(server, MODEL)[name]
+    expected = server.metrics(MODEL)[name]  # summed over the model's versions, as the query is
 
     def probe():
-        data = prometheus.query(promql)
+        data = prometheus.query(f"sum({promql})")
         return data and float(data[0]["value"][1]) == expected and (expected, float(data[0]["value"][0]))
 
     return prom.poll(probe, SYNC_TIMEOUT_S, f"{promql} == {expected}")
