@@ -10,7 +10,7 @@ Lifecycle, as TorchServe drives it:
       collate(items) -> batch              CPU: a tensor, or a dict of tensors; moved to the device here
       infer(batch) -> batch output         under inference_mode (and autocast if configured)
       split(output, items) -> results      one per item (default: one output row per item)
-      encode_response(result) -> JSON      per request
+      encode_response(result) -> JSON      per request; sent as compact JSON text (`compact_json`)
 
 If the model raises on a batch, the batch is split in half and each half retried, so a poisoned
 item fails alone (500) and an out-of-memory batch shrinks down to single items (507 at one).
@@ -33,7 +33,7 @@ from handlers.config import HandlerSettings, parse_settings
 from handlers.errors import InferenceFailed, OutOfResources, RequestError
 from handlers.metrics import StageTimer, report_batch
 from handlers.onnx_runtime import cuda_provider_available, load_session
-from handlers.payload import request_payload, upstream_error
+from handlers.payload import compact_json, request_payload, upstream_error
 from handlers.weights import load_state_dict, read_metadata
 
 log = logging.getLogger(__name__)
@@ -243,13 +243,13 @@ class BundleHandler(BaseHandler):
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _respond(self, context, idx: int, outcome: Any) -> Any:
+    def _respond(self, context, idx: int, outcome: Any) -> str:
         context.set_response_content_type(idx, "application/json")
         if isinstance(outcome, RequestError):
             context.set_response_status(outcome.status_code, HTTPStatus(outcome.status_code).phrase, idx)
-            return outcome.to_body()
+            return compact_json(outcome.to_body())
         try:
-            return self.encode_response(outcome)
+            return compact_json(self.encode_response(outcome))
         except Exception:
             log.exception("encoding response %d failed", idx)
             return self._respond(context, idx, InferenceFailed())
