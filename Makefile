@@ -77,7 +77,7 @@ inspect: $(WEIGHTS_DIR)/$(MODEL)/metadata.json  ## resource estimates for MODEL:
 	$(PY) -m scripts.inspect_model $(MODEL) --model-dir $(WEIGHTS_DIR)/$(MODEL)
 
 # pytest exits 5 when a selection (e.g. PYTEST_ARGS="-m gpu") collects no tests: not a failure.
-test: $(STAMP)  ## run the whole test suite (tiers: unit, handler, tooling, integration, container)
+test: $(STAMP) lint  ## lint, then the whole test suite (tiers: unit, handler, tooling, integration, container)
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # pyproject.toml [tool.ruff]: pyflakes, pycodestyle, isort, bugbear. Not part of `make test` yet.

@@ -23,7 +23,7 @@ import logging
 import os
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from ts.torch_handler.base_handler import BaseHandler
@@ -226,6 +226,12 @@ class BundleHandler(BaseHandler):
         half = len(indices) // 2
         log.warning("batch of %d failed; retrying as %d + %d", len(indices), half, len(indices) - half)
         return {**self.run_isolated(indices[:half], items), **self.run_isolated(indices[half:], items)}
+
+    def predict(self, items: Sequence[Any]) -> list[Any]:
+        """Decoded items -> one outcome each, in order, as `handle` runs them (a RequestError for
+        an item that failed): the in-process entry point of scripts that measure the handler."""
+        outcomes = self.run_isolated(list(range(len(items))), dict(enumerate(items)))
+        return [outcomes[i] for i in range(len(items))]
 
     def _forward(self, items: list[Any]) -> list[Any]:
         batch = self._to_device(self.collate(items))

@@ -71,9 +71,7 @@ def probabilities(handler, jpegs: Sequence[bytes], batch: int = 8) -> torch.Tens
     """The handler's class probabilities for each JPEG, run in batches as the server would."""
     rows = []
     for start in range(0, len(jpegs), batch):
-        items = {i: handler.decode_request({"body": bytearray(raw)}) for i, raw in enumerate(jpegs[start:start + batch])}
-        outcomes = handler.run_isolated(list(items), items)
-        rows += [outcomes[i] for i in sorted(outcomes)]
+        rows += handler.predict([handler.decode_request({"body": bytearray(raw)}) for raw in jpegs[start:start + batch]])
     return torch.stack(rows)
 
 

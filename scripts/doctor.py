@@ -41,6 +41,7 @@ def pinned_versions(pyproject: Path) -> dict[str, str]:
 
 
 def cpu_flags(cpuinfo_text: str) -> set[str]:
+    """The CPU_FLAGS that /proc/cpuinfo's `flags` line lists (the benchmark's machine facts read them too)."""
     match = re.search(r"^flags\s*:(.*)$", cpuinfo_text, flags=re.M)
     return set(match.group(1).split()) & set(CPU_FLAGS) if match else set()
 

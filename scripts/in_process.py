@@ -1,8 +1,7 @@
 """A bundle handler in this process, no server: the code path of a TorchServe worker, for measuring.
 
     handler = load_handler("efficientnet_lite0", Path("build/weights/efficientnet_lite0"))
-    items = [handler.decode_request({"body": raw})] * 8
-    outcomes = handler.run_isolated(list(range(8)), dict(enumerate(items)))
+    outcomes = handler.predict([handler.decode_request({"body": raw})] * 8)   # one per item, in order
 
 The export folder (make weights) holds what the archive holds besides the handler code:
 metadata.json, the weights, labels or tokenizer. The config is models/configs/<name>.yaml,

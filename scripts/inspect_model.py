@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import torch
 
 from handlers.architectures import build_module
@@ -27,17 +29,11 @@ from models.resources import MB, estimate, workers_that_fit
 REPO = Path(__file__).resolve().parent.parent
 
 
-def proc_status_kb(field: str, status_text: str) -> int:
-    """A `VmRSS:   123 kB` style field of /proc/<pid>/status, in kB."""
-    for line in status_text.splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _memory_now() -> dict:
-    status = Path("/proc/self/status").read_text()
-    memory = {"rss_mb": round(proc_status_kb("VmRSS", status) / 1024, 1), "peak_rss_mb": round(proc_status_kb("VmHWM", status) / 1024, 1)}
+def memory_now() -> dict:
+    """This process's RSS and peak RSS (psutil; the peak from getrusage), and CUDA's memory, in MiB."""
+    rss = psutil.Process().memory_info().rss
+    peak = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # kB on Linux, updated lazily
+    memory = {"rss_mb": round(rss / MB, 1), "peak_rss_mb": round(peak / MB, 1)}
     if torch.cuda.is_available():
         memory |= {"cuda_allocated_mb": round(torch.cuda.max_memory_allocated() / MB, 1),
                    "cuda_reserved_mb": round(torch.cuda.memory_reserved() / MB, 1)}
@@ -49,11 +45,11 @@ def measure_worker(name: str, model_dir: Path, batch_sizes: list[int]) -> dict:
     from scripts.in_process import load_handler
 
     handler = load_handler(name, model_dir, gpu_id=0 if torch.cuda.is_available() else None)
-    measured = {"loaded": _memory_now(), "batches": {}}
+    measured = {"loaded": memory_now(), "batches": {}}
     item = handler.decode_request(handler.example_request())
     for batch in sorted(batch_sizes):
-        handler.run_isolated(list(range(batch)), {i: item for i in range(batch)})
-        measured["batches"][str(batch)] = _memory_now()
+        handler.predict([item] * batch)
+        measured["batches"][str(batch)] = memory_now()
     return measured
 
 

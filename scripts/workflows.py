@@ -7,42 +7,28 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import requests
 
+from scripts.torchserve import Client, poll_until
 from scripts.ts_config import local_url
 
 READY_TIMEOUT_S = 300
 REGISTER_TIMEOUT_S = 600
 
 
-def management_headers(key_file: Path) -> dict[str, str]:
-    """The management key when token auth is on (TorchServe wrote key_file.json), else nothing."""
-    if not key_file.is_file():
-        return {}
-    return {"Authorization": f"Bearer {json.loads(key_file.read_text())['management']['key']}"}
+def wait_for_management(client: Client, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until GET /workflows answers 200: not listening yet, or the key file half-written, is "not yet"."""
+    poll_until(lambda: client.manage("GET", "/workflows", timeout_s=5).status_code == 200, timeout_s,
+               f"the management API at {client.urls['management']}",
+               ignore=(requests.ConnectionError, requests.Timeout, ValueError, KeyError))
 
 
-def wait_for_management(url: str, key_file: Path, timeout_s: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/workflows", headers=management_headers(key_file), timeout=5).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout, ValueError, KeyError):
-            pass  # not listening yet, or the key file is still being written
-        time.sleep(0.5)
-    raise TimeoutError(f"the management API at {url} did not answer within {timeout_s:.0f} s")
-
-
-def register(url: str, war: str, key_file: Path) -> str:
+def register(client: Client, war: str) -> str:
     """Register one archive of the workflow store; returns TorchServe's status message."""
-    response = requests.post(f"{url}/workflows", params={"url": war}, headers=management_headers(key_file),
-                             timeout=REGISTER_TIMEOUT_S)
+    response = client.register_workflow(war, timeout_s=REGISTER_TIMEOUT_S)
     message = response.json().get("status") or response.json().get("message", response.text)
     if response.status_code != 200:
         raise RuntimeError(f"registering {war} failed ({response.status_code}): {message}")
@@ -50,10 +36,10 @@ def register(url: str, war: str, key_file: Path) -> str:
 
 
 def register_all(config: Path, wars: list[str], key_file: Path = Path("key_file.json")) -> None:
-    url = local_url(config.read_text(), "management")
-    wait_for_management(url, key_file)
+    client = Client({"management": local_url(config.read_text(), "management")}, key_file)
+    wait_for_management(client)
     for war in wars:
-        print(f"workflows: {register(url, war, key_file)}", flush=True)
+        print(f"workflows: {register(client, war)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

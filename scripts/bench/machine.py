@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch
 
+from scripts.doctor import cpu_flags
+
 
 def cpu_model(cpuinfo_text: str) -> str:
     match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo_text, flags=re.M)
@@ -24,7 +26,7 @@ def load_average() -> list[float]:
 
 def machine_info() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo, flags=re.M).group(1).split()) if "flags" in cpuinfo else set()
+    flags = cpu_flags(cpuinfo)
     return {
         "cpu": cpu_model(cpuinfo),
         "cores": len(os.sched_getaffinity(0)),

@@ -206,3 +206,12 @@ def test_run_isolated_returns_out_of_resources(make_handler):
     handler, _ = make_handler(capacity=0)
     outcome = handler.run_isolated([7], {7: torch.tensor([1.0, 1.0])})
     assert isinstance(outcome[7], OutOfResources) and outcome[7].status_code == 507
+
+
+def test_predict_returns_one_outcome_per_item_in_order(make_handler):
+    handler, _ = make_handler()
+    items = [torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0]), torch.tensor([3.0, 0.0])]
+    outcomes = handler.predict(items)
+    assert len(outcomes) == 3 and isinstance(outcomes[1], InferenceFailed)
+    assert [outcomes[0].tolist(), outcomes[2].tolist()] == [[2.0, 0.0], [6.0, 0.0]]
+    assert handler.predict([]) == []

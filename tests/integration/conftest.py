@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ from models.registry import get_spec
 from scripts.build_archives import build_archive
 from scripts.build_workflow import DEFAULT_SPEC, build_workflow
 from scripts.export_weights import export
+from scripts.torchserve import TorchServe, poll_until
 from tests.conftest import encode_image as encode  # noqa: F401  (the integration tests import it from here)
 from tests.integration.figures import summary_lines
-from tests.integration.server import TorchServe
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -62,10 +61,8 @@ def settled(server) -> TorchServe:
     """The server once serve.py's background registration of the workflow is over. While it runs
     (20-35 s on 2 cores) TorchServe 0.12 holds predictions and some management requests until it
     ends (docs/reliability.md): timings and short timeouts measured then would measure that."""
-    deadline = time.monotonic() + 240
-    while server.manage("GET", "/workflows/photo_embedding").status_code != 200:
-        assert time.monotonic() < deadline, f"photo_embedding not registered; see {server.workdir / 'serve.out'}"
-        time.sleep(1)
+    poll_until(lambda: server.manage("GET", "/workflows/photo_embedding").status_code == 200, 240,
+               f"photo_embedding to be registered; see {server.workdir / 'serve.out'}", interval_s=1)
     return server
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 from PIL import Image
 
-from tests.integration.server import REPO
+from scripts.torchserve import REPO
 
 Expect = tuple[int, str | None]
 

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.conftest import encode
-from tests.integration.test_metrics import scrape
 
 pytestmark = pytest.mark.reliability
 
@@ -38,7 +37,7 @@ def test_corrupt_items_fail_alone_in_a_shared_batch(server, batched_model, coffe
         else:
             assert set(body) == {"error", "detail"}
 
-    metrics = scrape(server, model=batched_model)
+    metrics = server.metrics(batched_model)
     assert metrics["HandlerItems"] == len(bodies)
     assert metrics["HandlerBatches"] < len(bodies), "requests were not batched"
     assert metrics['HandlerItemErrors{Code="undecodable_input"}'] == 3

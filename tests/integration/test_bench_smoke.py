@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.integration.server import REPO
+from scripts.torchserve import REPO
 
 
 @pytest.fixture(scope="module")

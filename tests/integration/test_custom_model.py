@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from scripts.torchserve import REPO
 from tests.integration.conftest import encode
-from tests.integration.server import REPO
 
 DIGITS_CONFIG = """\
 minWorkers: 1

@@ -24,7 +24,7 @@ import pytest
 from models.registry import get_spec
 from scripts.build_archives import build_archive
 from scripts.export_weights import export
-from tests.integration.server import REPO, TorchServe, free_port
+from scripts.torchserve import REPO, TorchServe, free_port
 
 
 def runtime_app(target: Path) -> Path:

@@ -15,18 +15,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import pytest
 
-from scripts.loadgen import run_load
+from scripts.bench.load_client import load_model
+from scripts.torchserve import REPO, TorchServe, poll_until
 from tests.integration.figures import record
-from tests.integration.server import REPO, TorchServe
-from tests.integration.test_metrics import scrape
 
 pytestmark = pytest.mark.reliability
 
-T = TypeVar("T")
 MODEL = "efficientnet_lite0"
 PHOTO = (REPO / "samples" / "cat.jpg").read_bytes()
 KILL_LOAD, KILL_CONCURRENCY = 160, 8
@@ -50,7 +47,7 @@ class OwnServer:
         """Start, and wait for every worker: /ping says Healthy while workers are still loading."""
         args = ("--snapshots", "--log-dir", str(self.workdir / "state"))
         self.server = TorchServe.start(self.workdir, self.model_store, f"{MODEL}={MODEL}.mar", extra_args=args)
-        wait_for(lambda: all_ready(self.server), 240, "READY workers")
+        poll_until(lambda: all_ready(self.server), 240, "READY workers", interval_s=0.1)
         return self.server
 
     def restart(self) -> TorchServe:
@@ -65,15 +62,6 @@ def own(tmp_path_factory, model_store) -> OwnServer:
     own.start()
     yield own
     assert own.server.stop() == 0
-
-
-def wait_for(check: Callable[[], T], timeout_s: float, what: str) -> T:
-    """Poll `check` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"no {what} after {timeout_s}s"
-        time.sleep(0.1)
-    return result
 
 
 def all_ready(server: TorchServe) -> bool:
@@ -91,15 +79,13 @@ def test_sigkill_of_the_worker_under_load(own):
     server = own.server
     (old,) = workers(server)
     assert old["status"] == "READY"
-    headers = {**server.auth("inference"), "Content-Type": "application/octet-stream"}
-    url = f"{server.urls['inference']}/predictions/{MODEL}"
     with ThreadPoolExecutor(1) as pool:
-        loading = pool.submit(run_load, url, PHOTO, headers, KILL_LOAD, KILL_CONCURRENCY)
-        wait_for(lambda: scrape(server, MODEL).get("HandlerItems", 0) >= SERVED_BEFORE_KILL, 120, "load")
+        loading = pool.submit(load_model, server, MODEL, PHOTO, "application/octet-stream", KILL_LOAD, KILL_CONCURRENCY)
+        poll_until(lambda: server.metrics(MODEL).get("HandlerItems", 0) >= SERVED_BEFORE_KILL, 120, "load", interval_s=0.1)
         os.kill(old["pid"], signal.SIGKILL)
         killed = time.monotonic()
         ready = lambda: [w for w in workers(server) if w["status"] == "READY" and w["pid"] != old["pid"]]  # noqa: E731
-        wait_for(ready, RECOVERY_LIMIT_S, "new READY worker")
+        poll_until(ready, RECOVERY_LIMIT_S, "a new READY worker", interval_s=0.1)
         ready_s = time.monotonic() - killed
         assert server.predict(MODEL, data=PHOTO).status_code == 200
         answered_s = time.monotonic() - killed

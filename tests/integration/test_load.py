@@ -1,4 +1,4 @@
-"""Bounded load through the real server (scripts/loadgen.py: loopback only, a fixed number of
+"""Bounded load through the real server (scripts/bench/load_client.py: loopback only, a fixed number of
 requests): nothing lost, no 5xx but a queue-full 503, p50/p99/throughput in the run's summary.
 
 CI size: 2,000 requests at concurrency 64. `make soak` runs the same test with 20,000
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.loadgen import LoadResult, run_load
+from scripts.bench.load_client import LoadResult, load_model
+from scripts.torchserve import REPO
 from tests.integration.figures import record
-from tests.integration.server import REPO
 
 pytestmark = pytest.mark.reliability
 
@@ -37,8 +37,7 @@ QUEUED_MODEL, QUEUE_SIZE = "queue_lite0", 2
 def load(server, model: str, total: int, concurrency: int, payload: str | None = None) -> LoadResult:
     """`total` requests to `model`, with the body BODIES has for `payload` (default: the model's own)."""
     body, content_type = BODIES[payload or model]
-    headers = {**server.auth("inference"), "Content-Type": content_type}
-    return run_load(f"{server.urls['inference']}/predictions/{model}", body, headers, total, concurrency)
+    return load_model(server, model, body, content_type, total, concurrency)
 
 
 def figures(result: LoadResult) -> dict:

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
+from scripts.torchserve import REPO
 from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
-from tests.integration.server import REPO
 
 README = REPO / "README.md"
 # docs/text-recipes.md runs in test_text.py; docs/docker.md's recipes need a container.

@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
+from scripts.torchserve import REPO
 from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
-from tests.integration.server import REPO
-from tests.integration.test_metrics import scrape
 
 MODEL = "minilm"
 BATCHED = "batched_minilm"
@@ -111,7 +110,7 @@ def test_batched_results_equal_unbatched_and_bad_items_fail_alone(server, batche
         )
         assert cosines.min() >= 1 - 1e-5
 
-    metrics = scrape(server, model=batched_model)
+    metrics = server.metrics(batched_model)
     assert metrics["HandlerItems"] == len(BATCH)
     assert metrics["HandlerBatches"] < len(BATCH), "requests were not batched"
 

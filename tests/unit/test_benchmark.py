@@ -6,7 +6,7 @@ import pytest
 
 from scripts.bench.machine import cpu_model, wait_until_quiet
 from scripts.bench.report import TARGETS, evaluate, find, headline, markdown_table, render_markdown, verdict
-from scripts.benchmark import sweep_cells
+from scripts.bench.served import sweep_cells
 
 
 @pytest.mark.parametrize(

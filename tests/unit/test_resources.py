@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models.resources import MB, activation_mb, estimate, example_batch, parameter_count, weights_mb, workers_that_fit
-from scripts.inspect_model import proc_status_kb
+from scripts.inspect_model import memory_now
 
 IMAGE_INPUT = {"tensor": {"shape": [3, 32, 32]}}
 
@@ -56,8 +56,9 @@ def test_workers_that_fit(memory_gb, worker_mb, cores, fit):
     assert result["fit"] == fit and result["by_cores"] == cores
 
 
-def test_proc_status_field():
-    status = "Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n"
-    assert (proc_status_kb("VmRSS", status), proc_status_kb("VmHWM", status)) == (102400, 204800)
-    with pytest.raises(KeyError):
-        proc_status_kb("VmSwap", status)
+def test_memory_now_sees_an_allocation():
+    before = memory_now()
+    block = b"\x01" * (64 * MB)  # written, so its pages are resident
+    after = memory_now()
+    assert after["rss_mb"] - before["rss_mb"] >= 48 and len(block) == 64 * MB
+    assert after["peak_rss_mb"] >= after["rss_mb"]

@@ -1,8 +1,8 @@
-"""Package the same EfficientNet-Lite0 weights for TorchServe's stock `image_classifier` handler.
+"""The stock-handler baseline: the same EfficientNet-Lite0 weights under TorchServe's `image_classifier`.
 
 What a user following TorchServe's own image-classifier example gets: per-image PIL decode and
-torchvision transforms, fp32, NCHW, eager. Built in a temporary folder for each benchmark run,
-never in model-store/.
+torchvision transforms, fp32, NCHW, eager. Its archive is built in a temporary folder for each
+benchmark run, never in model-store/, and served with the shipped model's batching.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ import torch
 import yaml
 from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
+from tqdm import tqdm
 
 from handlers.weights import load_state_dict, read_metadata
+from scripts.bench.plan import IMAGE, Plan, shipped
+from scripts.bench.served import load_cell, registered
+from scripts.torchserve import Client
 
 STOCK_NAME = "stock_lite0"
 MODEL_FILE = Path(__file__).with_name("stock_model.py")
@@ -40,3 +44,15 @@ def build_stock_archive(export_dir: Path, model_store: Path, batch_size: int, ma
             config_file=str(stage_path / "model-config.yaml"), export_path=str(model_store), force=True,
         ))
     return model_store / f"{STOCK_NAME}.mar"
+
+
+def stock_rows(client: Client, plan: Plan, body: bytes, model_store: Path, export_dir: Path) -> list[dict]:
+    """TorchServe's stock image_classifier on the same weights and batching as the shipped model."""
+    ship = shipped(IMAGE)
+    batch, delay = ship["batch_size"], ship["max_batch_delay"]
+    build_stock_archive(export_dir, model_store, batch, delay)
+    rows = []
+    with registered(client, f"{STOCK_NAME}.mar", STOCK_NAME, batch, delay) as name:
+        for concurrency in tqdm(plan.stock_concurrencies, desc="image, stock handler"):
+            rows.append(load_cell(client, name, body, "application/octet-stream", (batch, delay, concurrency), plan.requests))
+    return rows

@@ -1,6 +1,6 @@
 """A bounded load client for the bundle's own server: loopback only, a fixed number of requests.
 
-    python -m scripts.loadgen --requests 2000 --concurrency 64 --file samples/cat.jpg \
+    python -m scripts.bench.load_client --requests 2000 --concurrency 64 --file samples/cat.jpg \
         --url http://127.0.0.1:8080/predictions/efficientnet_lite0 --key-file key_file.json
 
 It never runs open-ended and refuses non-loopback hosts, so it cannot be pointed at someone
@@ -20,9 +20,15 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import requests
+
+from scripts.keyfile import auth_header
+
+if TYPE_CHECKING:
+    from scripts.torchserve import Client
 
 
 @dataclass
@@ -115,6 +121,12 @@ def run_load(url: str, body: bytes, headers: dict[str, str], total: int, concurr
     return result
 
 
+def load_model(client: Client, model: str, body: bytes, content_type: str, total: int, concurrency: int) -> LoadResult:
+    """run_load on /predictions/<model> of the server `client` talks to, with its inference key."""
+    headers = {**client.auth("inference"), "Content-Type": content_type}
+    return run_load(client.prediction_url(model), body, headers, total, concurrency)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8080/predictions/efficientnet_lite0")
@@ -124,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="TorchServe's key file")
     args = parser.parse_args(argv)
-    key = json.loads(args.key_file.read_text())["inference"]["key"]
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": args.content_type}
+    headers = {**auth_header(args.key_file, "inference"), "Content-Type": args.content_type}
     result = run_load(args.url, args.file.read_bytes(), headers, args.requests, args.concurrency)
     print(json.dumps(result.summary(), indent=2))
     for line, count in result.error_bodies.most_common(5):

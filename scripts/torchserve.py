@@ -1,0 +1,196 @@
+"""The client of a running TorchServe: attach to one (URLs + key file) or start one on free ports.
+
+    client = Client.attach("http://127.0.0.1:8080", "http://127.0.0.1:8081", Path("key_file.json"))
+    client.predict("efficientnet_lite0", data=Path("samples/cat.jpg").read_bytes()).json()
+
+    server = TorchServe.start(workdir, model_store, "minilm=minilm.mar")   # as `make serve` does
+    server.predict("minilm", json={"text": "hello"}); server.stop()
+
+Keys come from key_file.json through scripts/keyfile.py (the one reader of its format); every
+wait for the server goes through `poll_until`, which has a deadline and says what it waited for.
+The benchmark, workflow registration, the load client and the tests all talk to TorchServe here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import requests
+
+from scripts.keyfile import auth_header, read_keys
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 240
+APIS = ("inference", "management", "metrics")
+
+T = TypeVar("T")
+
+
+def poll_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.5,
+               ignore: tuple[type[BaseException], ...] = ()) -> T:
+    """`check()`'s first truthy result; TimeoutError naming `what` once `timeout_s` have passed.
+
+    Exceptions of the `ignore` types count as "not yet" (a server still starting refuses
+    connections); any other exception ends the wait at once (a server that died says so).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+        except ignore:
+            result = None
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"gave up after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Client:
+    """A TorchServe's URLs ({"inference": ..., "management": ..., "metrics": ...}) and its key file."""
+
+    def __init__(self, urls: dict[str, str], key_file: Path) -> None:
+        self.urls = {api: url.rstrip("/") for api, url in urls.items()}
+        self.key_file = Path(key_file)
+
+    @classmethod
+    def attach(cls, inference_url: str, management_url: str, key_file: Path, metrics_url: str | None = None) -> "Client":
+        """A server someone else started (`make serve`): nothing is started or stopped here."""
+        urls = {"inference": inference_url, "management": management_url}
+        return cls({**urls, "metrics": metrics_url} if metrics_url else urls, key_file)
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """{"inference": key, "management": key, "API": key}, read afresh: TorchServe rewrites the file."""
+        return read_keys(self.key_file)
+
+    def auth(self, api: str) -> dict[str, str]:
+        """The Authorization header for "inference" or "management" ({} with token auth off)."""
+        return auth_header(self.key_file, api)
+
+    def url(self, api: str, path: str) -> str:
+        return f"{self.urls[api]}/{path.lstrip('/')}"
+
+    def prediction_url(self, model: str) -> str:
+        return self.url("inference", f"/predictions/{model}")
+
+    def predict(self, model: str, data=None, headers: dict | None = None, timeout_s: float = 120,
+                **kwargs) -> requests.Response:
+        """POST /predictions/<model> (a "name/version" picks a version)."""
+        return requests.post(self.prediction_url(model), data=data, headers={**self.auth("inference"), **(headers or {})},
+                             timeout=timeout_s, **kwargs)
+
+    def ping(self) -> bool:
+        """/ping answers Healthy (it needs the inference key)."""
+        response = requests.get(self.url("inference", "/ping"), headers=self.auth("inference"), timeout=2)
+        return response.status_code == 200 and response.json().get("status") == "Healthy"
+
+    def manage(self, method: str, path: str, timeout_s: float = 240, **kwargs) -> requests.Response:
+        """Any management API call, e.g. manage("PUT", "/models/m", params={"min_worker": 2})."""
+        return requests.request(method, self.url("management", path), headers=self.auth("management"),
+                                timeout=timeout_s, **kwargs)
+
+    def describe(self, model: str) -> requests.Response:
+        """GET /models/<model> (a "name/version", or "name/all")."""
+        return self.manage("GET", f"/models/{model}")
+
+    def register(self, mar: str, timeout_s: float = 240, **params) -> requests.Response:
+        """POST /models?url=<mar>&<params> (model_name, batch_size, synchronous ...)."""
+        return self.manage("POST", "/models", params={"url": mar, **params}, timeout_s=timeout_s)
+
+    def unregister(self, model: str) -> requests.Response:
+        """DELETE /models/<model> (a "name/version" removes that version only)."""
+        return self.manage("DELETE", f"/models/{model}")
+
+    def metrics(self, model: str) -> dict[str, float]:
+        """One model's samples at :8082/metrics (no key): metric name -> value, with its Code
+        label when it has one (HandlerErrors{Code=...})."""
+        text = requests.get(self.url("metrics", "/metrics"), timeout=10).text
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            match = re.match(r"^(\w+)\{(.*)\} ([0-9.eE+-]+)$", line)
+            if not match or f'="{model}"' not in match.group(2):
+                continue
+            name, labels, value = match.groups()
+            code = [pair for pair in labels.rstrip(",").split(",") if pair.startswith("Code=")]
+            values[name + (f"{{{code[0]}}}" if code else "")] = float(value)
+        return values
+
+    def register_workflow(self, war: str, timeout_s: float = 240) -> requests.Response:
+        return self.manage("POST", "/workflows", params={"url": war}, timeout_s=timeout_s)
+
+    def unregister_workflow(self, name: str) -> requests.Response:
+        return self.manage("DELETE", f"/workflows/{name}")
+
+
+def write_config(path: Path, model_store: Path, load_models: str) -> dict[str, str]:
+    """The repo's config.properties with free ports, this model store and these models."""
+    ports = {name: free_port() for name in APIS}
+    text = (REPO / "config.properties").read_text()
+    for name, port in ports.items():
+        text = re.sub(rf"^{name}_address=.*$", f"{name}_address=http://127.0.0.1:{port}", text, flags=re.M)
+    text = re.sub(r"^model_store=.*$", f"model_store={model_store}", text, flags=re.M)
+    text = re.sub(r"^load_models=.*$", f"load_models={load_models}", text, flags=re.M)
+    # TorchServe binds gRPC (default 7070/7071) even unused: free ports keep servers side by side.
+    text += f"\ngrpc_inference_port={free_port()}\ngrpc_management_port={free_port()}\n"
+    path.write_text(text)
+    return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+
+
+class TorchServe(Client):
+    """A server this process started (or whose process it holds): the client plus start and stop."""
+
+    def __init__(self, workdir: Path, urls: dict[str, str], process: subprocess.Popen) -> None:
+        super().__init__(urls, workdir / "key_file.json")  # TorchServe writes it in its working directory
+        self.workdir = workdir
+        self.process = process
+
+    @classmethod
+    def start(cls, workdir: Path, model_store: Path, load_models: str,
+              workflow_store: Path | None = None, workflows: tuple[str, ...] = (),
+              extra_args: tuple[str, ...] = ()) -> "TorchServe":
+        """Start as `make serve` does: scripts/serve.py, registering `workflows` once up.
+
+        `extra_args` go to scripts/serve.py as they are (e.g. --snapshots --log-dir DIR).
+        """
+        workdir.mkdir(parents=True, exist_ok=True)
+        urls = write_config(workdir / "config.properties", model_store, load_models)
+        command = [sys.executable, "-m", "scripts.serve", "--config", "config.properties",
+                   "--model-store", str(model_store), "--run-dir", str(workdir / "run"), *extra_args]
+        if workflow_store is not None:
+            command += ["--workflow-store", str(workflow_store), "--workflows", *workflows]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        log = open(workdir / "serve.out", "ab")  # a restart in the same workdir keeps the first run's log
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = cls(workdir, urls, process)
+        server.wait_until_ready()
+        return server
+
+    def wait_until_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until the key file exists and /ping answers Healthy (models loaded); fail fast if it died."""
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"TorchServe exited early; see {self.workdir / 'serve.out'}")
+            return self.key_file.is_file() and self.ping()
+
+        poll_until(ready, timeout_s, f"TorchServe to answer /ping Healthy; see {self.workdir}",
+                   ignore=(requests.ConnectionError, json.JSONDecodeError, KeyError))
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=90)
