@@ -1,5 +1,5 @@
 """handlers.base: device choice per worker, the autocast context for each precision, precision
-fallback, the runtime per device, threads, and warm-up sizes."""
+fallback, the runtime per device, threads and warm-up sizes."""
 
 from __future__ import annotations
 
