@@ -98,10 +98,9 @@ class OnnxModel:
         self.output_names = [node.name for node in session.get_outputs()]
 
     def __call__(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        feeds = dict(zip(self.input_names, args, strict=False))
+        feeds = dict(zip(self.input_names, args, strict=False))  # checked below: as many as the model takes
         feeds.update(kwargs)
-        unknown = sorted(set(feeds) - set(self.input_names))
-        if unknown or len(feeds) != len(self.input_names):
+        if len(args) > len(self.input_names) or set(feeds) != set(self.input_names):
             raise TypeError(f"the ONNX model takes {self.input_names}, got {sorted(feeds)}")
         arrays = {name: tensor.detach().cpu().contiguous().numpy() for name, tensor in feeds.items()}
         try:
