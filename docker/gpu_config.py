@@ -6,7 +6,8 @@
 - minWorkers/maxWorkers dropped: TorchServe then starts default_workers_per_model workers, which
   docker/config.properties leaves at 0, its rule for one worker per visible GPU. Workers are spread
   round-robin over the GPUs, so TS_DEFAULT_WORKERS_PER_MODEL=2x#GPUs gives each GPU two.
-- handler precision fp16: autocast on CUDA (the handler refuses fp16 where there is no GPU).
+- handler precision fp16: autocast on CUDA (the handler refuses fp16 where there is no GPU), on
+  runtime torch (onnxruntime, the CPU default, runs fp32; the image has no onnxruntime-gpu).
 
 Everything else stays as models/configs says: the CPU files remain the one place of truth, and a
 GPU variant derived at build time cannot drift from them. (Comments are not kept.)
@@ -25,7 +26,7 @@ GPU_PRECISION = "fp16"
 def gpu_variant(config: dict) -> dict:
     variant = {key: value for key, value in config.items() if key not in ("minWorkers", "maxWorkers")}
     variant["deviceType"] = "gpu"
-    variant["handler"] = {**config.get("handler", {}), "precision": GPU_PRECISION}
+    variant["handler"] = {**config.get("handler", {}), "precision": GPU_PRECISION, "runtime": "torch"}
     return variant
 
 

@@ -1,15 +1,16 @@
 """The shared TorchServe handler: device and precision, per-request isolation, batch bisection.
 
 Lifecycle, as TorchServe drives it:
-  initialize(context)       once per worker: settings, device, threads, verified weights,
-                            `optimize()` (memory layout, compilation), `setup()`, then a warm-up
-                            on `example_request()` so the first real request is not the slow one
+  initialize(context)       once per worker: settings, device, threads, the runtime (`torch`:
+                            verified weights, `optimize()` for memory layout and compilation;
+                            `onnxruntime`: the verified model.onnx in a session), `setup()`, then a
+                            warm-up on `example_request()` so the first real request is not the slow one
   handle(requests, context) once per batch:
       decode_request(request) -> item      per request; a RequestError fails that request only
       collate(items) -> batch              CPU: a tensor, or a dict of tensors; moved to the device here
       infer(batch) -> batch output         under inference_mode (and autocast if configured)
       split(output, items) -> results      one per item (default: one output row per item)
-      encode_response(result) -> JSON      per request
+      encode_response(result) -> JSON      per request; sent as compact JSON text (`compact_json`)
 
 If the model raises on a batch, the batch is split in half and each half retried, so a poisoned
 item fails alone (500) and an out-of-memory batch shrinks down to single items (507 at one).
@@ -32,7 +33,8 @@ from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
 from handlers.errors import InferenceFailed, OutOfResources, RequestError
 from handlers.metrics import StageTimer, error_label, report_batch, report_worker_start
-from handlers.payload import request_payload, upstream_error
+from handlers.onnx_runtime import cuda_provider_available, load_session
+from handlers.payload import compact_json, request_payload, upstream_error
 from handlers.weights import load_state_dict, read_metadata
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,16 @@ def effective_precision(requested: str, device: torch.device, native_bf16: bool)
     return requested
 
 
+def effective_runtime(requested: str, device: torch.device, precision: str, cuda_provider: bool) -> str:
+    """onnxruntime on CPU (fp32 only); on a GPU worker only with onnxruntime-gpu, else torch."""
+    if requested == "onnxruntime" and device.type == "cuda" and not cuda_provider:
+        log.info("runtime onnxruntime asked for on %s without onnxruntime-gpu: running torch", device)
+        return "torch"
+    if requested == "onnxruntime" and precision != "fp32":
+        raise ValueError(f"runtime onnxruntime runs fp32; precision {precision} needs runtime: torch")
+    return requested
+
+
 def thread_count(configured: int, cores: int, workers: int) -> int:
     """`configured`, or (0) an equal share of the cores per worker: workers never oversubscribe."""
     return configured if configured > 0 else max(1, cores // max(1, workers))
@@ -114,19 +126,30 @@ class BundleHandler(BaseHandler):
         self.device = select_device(properties.get("gpu_id"), torch.cuda.is_available())
         self.precision = effective_precision(self.settings.precision, self.device, cpu_has_native_bf16())
         self.autocast()  # fail at load time, not per request, on an impossible precision
-        torch.set_num_threads(thread_count(self.settings.threads, len(os.sched_getaffinity(0)), _workers(yaml_config)))
+        self.runtime = effective_runtime(self.settings.runtime, self.device, self.precision,
+                                         self.device.type == "cuda" and cuda_provider_available())
+        self.threads = thread_count(self.settings.threads, len(os.sched_getaffinity(0)), _workers(yaml_config))
+        torch.set_num_threads(self.threads)
         self.batch_size = int(properties.get("batch_size") or yaml_config.get("batchSize") or 1)
         self.metadata = read_metadata(model_dir)
-        self.model = self.optimize(self.load_model(model_dir).to(self.device).eval())
+        self.model = self.load_runtime(model_dir)
         self.setup(model_dir)
         self.warm_up()
         self.initialized = True
         self.heartbeat = report_worker_start(getattr(context, "metrics", None))
-        log.info("%s ready on %s (%s, %d threads)", self.metadata["name"], self.device, self.precision,
-                 torch.get_num_threads())
+        log.info("%s ready on %s (%s, %s, %d threads)", self.metadata["name"], self.device, self.runtime,
+                 self.precision, self.threads)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast_for(self.device, self.precision)
+
+    def load_runtime(self, model_dir: Path) -> Any:
+        """The model as it will serve: the archive's model.onnx in an onnxruntime session, or the
+        torch module (built, sha256-verified weights, `optimize()`d). Both take and give tensors."""
+        if self.runtime == "onnxruntime":
+            s = self.settings
+            return load_session(model_dir, self.metadata, self.threads, s.graph_optimization, s.ort_spinning, self.device)
+        return self.optimize(self.load_model(model_dir).to(self.device).eval())
 
     def load_model(self, model_dir: Path) -> torch.nn.Module:
         """Build the architecture from metadata and load the sha256-verified state_dict."""
@@ -246,14 +269,14 @@ class BundleHandler(BaseHandler):
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _respond(self, context, idx: int, outcome: Any) -> Any:
+    def _respond(self, context, idx: int, outcome: Any) -> str:
         context.set_response_content_type(idx, "application/json")
         if isinstance(outcome, RequestError):
             log.warning("%s: answered %d %s", request_tag(idx), outcome.status_code, error_label(outcome.code))
             context.set_response_status(outcome.status_code, HTTPStatus(outcome.status_code).phrase, idx)
-            return outcome.to_body()
+            return compact_json(outcome.to_body())
         try:
-            return self.encode_response(outcome)
+            return compact_json(self.encode_response(outcome))
         except Exception:
             log.exception("%s: encoding the response failed", request_tag(idx))
             return self._respond(context, idx, InferenceFailed())

@@ -14,6 +14,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = ("fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "int8")
 COMPILERS = ("none", "trace", "inductor")
+RUNTIMES = ("torch", "onnxruntime")
+GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 S = TypeVar("S", bound="HandlerSettings")
 
@@ -26,12 +28,24 @@ class HandlerSettings:
     """Compute precision: fp32, or bf16/fp16 autocast (fp16 only on CUDA; bf16 on a CPU without
     native bf16 instructions runs in fp32, where emulated bf16 would be slower)."""
     threads: int = 0
-    """torch intra-op threads per worker; 0: the machine's cores divided by the model's maxWorkers,
-    so the workers of one model never oversubscribe the CPU."""
+    """Intra-op threads per worker (torch's, and onnxruntime's); 0: the machine's cores divided by
+    the model's maxWorkers, so the workers of one model never oversubscribe the CPU."""
+    runtime: str = "torch"
+    """What runs the model: torch (the state_dict, eager or compiled), or onnxruntime (the archive's
+    model.onnx, fp32, CPU; on a GPU worker torch runs instead unless onnxruntime-gpu is installed)."""
+    graph_optimization: str = "all"
+    """onnxruntime's graph optimisation level: disable, basic, extended or all (layout and fusions)."""
+    ort_spinning: bool = False
+    """Let onnxruntime's intra-op threads spin between operators (session.intra_op.allow_spinning).
+    Off: served through TorchServe on 2 cores, spinning threads took the core the decoding needed."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise ValueError(f"graph_optimization must be one of {GRAPH_OPTIMIZATIONS}, got {self.graph_optimization!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be 0 (auto) or positive, got {self.threads}")
 

@@ -33,7 +33,7 @@ class ImageClassifier(BundleHandler):
     settings_class = ImageSettings
 
     def optimize(self, model: torch.nn.Module) -> torch.nn.Module:
-        """channels_last and compilation, specialised on a batch of the served size."""
+        """channels_last and compilation (runtime torch), specialised on a batch of the served size."""
         s = self.settings
         layout = torch.channels_last if s.channels_last else torch.contiguous_format
         example = torch.zeros(self.batch_size, 3, s.crop, s.crop, device=self.device).contiguous(memory_format=layout)
@@ -59,7 +59,9 @@ class ImageClassifier(BundleHandler):
 
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
         batch = torch.stack(items)
-        return batch.contiguous(memory_format=torch.channels_last) if self.settings.channels_last else batch
+        if self.settings.channels_last and self.runtime == "torch":  # onnxruntime takes NCHW as exported
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         logits = self.model(normalize_batch(batch, self.settings.mean, self.settings.std))

@@ -1,4 +1,5 @@
-"""What a TorchServe request dict carries: its payload, and inside a workflow an earlier node's error."""
+"""What a TorchServe request dict carries: its payload, and inside a workflow an earlier node's error;
+and the JSON text a response goes back as."""
 
 from __future__ import annotations
 
@@ -42,3 +43,10 @@ def status_for(code: str) -> int:
         statuses.setdefault(cls.code, cls.status_code)
         pending.extend(cls.__subclasses__())
     return statuses.get(code, 500)
+
+
+def compact_json(body: Any) -> str:
+    """A response as TorchServe should send it: a str goes out as is, where a dict or list would be
+    re-serialised by the worker with json.dumps(indent=2) (an embedding: 384 lines). NaN is refused
+    (ValueError): it is not JSON."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

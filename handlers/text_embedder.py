@@ -23,18 +23,23 @@ class TextEmbedder(BundleHandler):
 
     settings_class = TextSettings
 
+    def load_runtime(self, model_dir: Path) -> Any:
+        if self.settings.quantize == "int8" and self.runtime != "torch":
+            raise ValueError("quantize int8 is torch's dynamic quantization: it needs runtime: torch")
+        return super().load_runtime(model_dir)
+
     def load_model(self, model_dir: Path) -> torch.nn.Module:
         module = super().load_model(model_dir)
-        limit = module.config.max_position_embeddings
-        if self.settings.max_tokens > limit:
-            raise ValueError(f"max_tokens {self.settings.max_tokens} is above the model's {limit} positions")
         if self.settings.quantize == "int8":
             return quantize_int8(module, self.device, self.settings.int8_keep_fp32)
         return module
 
     def setup(self, model_dir: Path) -> None:
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
+        limit = AutoConfig.from_pretrained(model_dir, local_files_only=True).max_position_embeddings
+        if self.settings.max_tokens > limit:
+            raise ValueError(f"max_tokens {self.settings.max_tokens} is above the model's {limit} positions")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
 
     def example_request(self) -> dict:
@@ -53,8 +58,9 @@ class TextEmbedder(BundleHandler):
         return embed_padded(self.run_encoder, batch, self.settings.chunk_texts)
 
     def run_encoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Token vectors (last hidden state) for one padded chunk."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """Token vectors (last hidden state) for one padded chunk: onnxruntime's one output, or torch's field."""
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return output if isinstance(output, torch.Tensor) else output.last_hidden_state
 
     def split(self, output: torch.Tensor, items: list[TokenizedRequest]) -> list[tuple[TokenizedRequest, torch.Tensor]]:
         rows = output.float().cpu().split([len(item.ids) for item in items])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import math
 from typing import Any, Mapping, Sequence
@@ -135,11 +136,13 @@ def check_proportions(size: tuple[int, int], resize: int, max_upscale: float, ma
 
 
 def apply_exif_orientation(image: Image.Image) -> Image.Image:
-    """Rotate as the EXIF Orientation tag says; broken EXIF leaves the image as stored."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError, ZeroDivisionError):
-        return image
+    """Rotate as the EXIF Orientation tag says; broken EXIF leaves the image as stored.
+
+    In place: the freshly decoded image is ours, and without an orientation to apply a copy
+    of every pixel would be made for nothing."""
+    with contextlib.suppress(OSError, SyntaxError, ValueError, TypeError, KeyError, ZeroDivisionError):
+        ImageOps.exif_transpose(image, in_place=True)
+    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -150,7 +153,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image
 
 
 def image_to_tensor(image: Image.Image, resize: int, crop: int) -> torch.Tensor:

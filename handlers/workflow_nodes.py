@@ -19,7 +19,7 @@ import logging
 
 from handlers.config import ImageSettings
 from handlers.errors import InferenceFailed, RequestError
-from handlers.payload import upstream_error
+from handlers.payload import compact_json, upstream_error
 from handlers.vision import extract_image_bytes
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,11 @@ def caption(data, context):
 
 
 def assemble(data, context):
-    """Join labels, caption and embedding; a failed request's error, with its status, instead."""
+    """Join labels, caption and embedding; a failed request's error, with its status, instead.
+    The workflow's answer, so compact JSON text (a dict would be pretty-printed by TorchServe)."""
     if data is None:
         return None
-    return [_guarded(_assembled, request) for request in data]
+    return [compact_json(_guarded(_assembled, request)) for request in data]
 
 
 # ---- pure parts ------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ class ModelSpec:
     """The metadata's "input" entry, from the parsed settings (an instance of settings_class)."""
     packages: tuple[str, ...] = ()
     """Packages whose versions the metadata records besides torch and torchvision."""
+    onnx: str | None = None
+    """"image" or "text": the export also writes model.onnx, checked on real inputs
+    (scripts/onnx_export.py), for `runtime: onnxruntime`; None: torch only."""
 
     @property
     def config_path(self) -> Path:
@@ -91,6 +94,7 @@ REGISTRY: dict[str, ModelSpec] = {
         source=efficientnet_lite.SOURCE,
         pretrained=efficientnet_lite.pretrained_state_dict,
         labels=imagenet_labels,
+        onnx="image",
     ),
     "resnet18": _torchvision("resnet18"),
     "resnet50": _torchvision("resnet50"),
@@ -105,6 +109,7 @@ REGISTRY: dict[str, ModelSpec] = {
         extra_files=tuple(minilm.package_dir() / name for name in minilm.TOKENIZER_FILES),
         input_spec=minilm.input_spec,
         packages=minilm.PACKAGES,
+        onnx="text",
     ),
 }
 DEFAULT_MODEL = "efficientnet_lite0"

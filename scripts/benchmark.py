@@ -28,7 +28,7 @@ from scripts.bench.machine import load_average, machine_info, wait_until_quiet
 from scripts.bench.plan import FULL, IMAGE, REPO, SMOKE, TEXT, Plan, shipped
 from scripts.bench.raw import measure_raw
 from scripts.bench.report import evaluate, headline, render_markdown, verdict
-from scripts.bench.served import served_sweep, start_own_server, text_served
+from scripts.bench.served import served_sweep, start_own_server, text_served, warn_without_wrk
 from scripts.torchserve import Client
 
 
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-file", type=Path, default=Path("key_file.json"))
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else FULL
+    warn_without_wrk(plan.wrk_seconds)
     if args.wait_quiet is not None:
         print(f"benchmark: 1-minute load {wait_until_quiet(args.wait_quiet, 900)} (asked for <= {args.wait_quiet})")
     started_at, load_before = datetime.now(timezone.utc).isoformat(timespec="seconds"), load_average()

@@ -23,6 +23,7 @@ from handlers.architectures import build_module
 from handlers.weights import METADATA_FILE, sha256_file
 from models.registry import DEFAULT_MODEL, ModelSpec, custom_spec, get_spec
 from models.resources import estimate
+from scripts.onnx_export import export_onnx
 
 WEIGHTS_FILE = "model.safetensors"
 LABELS_FILE = "labels.json"
@@ -30,7 +31,8 @@ DEFAULT_OUT = Path("build/weights")
 
 
 def export(spec: ModelSpec, out_dir: Path, random_init: bool = False) -> Path:
-    """Write <out_dir>/<name>/{model.safetensors, metadata.json, labels.json}; return the folder.
+    """Write <out_dir>/<name>/{model.safetensors, metadata.json, labels.json} (and model.onnx for the
+    models exported to ONNX: scripts/onnx_export.py); return the folder.
 
     All or nothing: the files go to a staging folder that replaces <name>/ only once complete,
     so a failed export leaves nothing behind (and a previous export as it was).
@@ -63,6 +65,8 @@ def write_export(spec: ModelSpec, module: torch.nn.Module, folder: Path, random_
     for extra in spec.extra_files:  # e.g. a custom model's source file, which the handler imports
         shutil.copyfile(extra, folder / extra.name)
     metadata = build_metadata(spec, folder / WEIGHTS_FILE, module, random_init, len(labels))
+    if spec.onnx:  # model.onnx, checked against the module on real inputs (raises: nothing is written)
+        metadata["onnx"] = export_onnx(spec.onnx, module, spec.settings(), folder)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
 

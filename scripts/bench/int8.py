@@ -35,9 +35,11 @@ def read_texts(path: Path = SENTENCES, limit: int | None = None) -> list[str]:
 
 
 def text_handler(model_dir: Path, quantize: str, keep_fp32: Sequence[str] = (), threads: int = 0) -> BundleHandler:
-    """The shipped text handler in fp32, quantized (`int8`, these globs kept fp32) or not (`none`)."""
+    """The shipped text handler on runtime torch (int8 is torch's dynamic quantization) in fp32, quantized
+    (`int8`, these globs kept fp32) or not (`none`)."""
     warnings.filterwarnings("ignore", module="torch.ao")  # torch.ao.quantization's deprecation notices, once per layer
-    overrides = {"precision": "fp32", "quantize": quantize, "int8_keep_fp32": list(keep_fp32), "threads": threads}
+    overrides = {"runtime": "torch", "precision": "fp32", "quantize": quantize, "int8_keep_fp32": list(keep_fp32),
+                 "threads": threads}
     return load_handler(TEXT, model_dir, model_config(TEXT, overrides))
 
 

@@ -10,7 +10,8 @@ from scripts.in_process import model_config
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE, TEXT = "efficientnet_lite0", "minilm"
-SPEED_KEYS = ("precision", "channels_last", "compile", "jpeg_draft", "threads", "quantize")
+SPEED_KEYS = ("runtime", "graph_optimization", "ort_spinning", "precision", "channels_last", "compile", "jpeg_draft",
+              "threads", "quantize")
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,12 @@ class Plan:
     int8_repeat: int
     int8_texts: int | None
     """How many of samples/sentences.txt the int8 measurement embeds (None: all)."""
+    wrk_seconds: float = 5.0
+    """How long wrk loads each cell (where wrk is installed; 0: always the Python client)."""
 
 
 FULL = Plan((1, 4, 8, 16), (2, 10), (1, 4, 16, 32), 400, (1, HEADLINE_CONCURRENCY), (1, HEADLINE_CONCURRENCY), 3.0, 5, None)
-SMOKE = Plan((8,), (), (2,), 8, (2,), (2,), 0.2, 1, 8)
+SMOKE = Plan((8,), (), (2,), 8, (2,), (2,), 0.2, 1, 8, wrk_seconds=1.0)
 
 
 def shipped(name: str) -> dict:

@@ -100,10 +100,16 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def _served_rows(rows: Sequence[dict]) -> list[list[Any]]:
     return [[r["batch_size"], r["max_batch_delay"], r["concurrency"], r["requests"], r["throughput_rps"],
-             r["p50_ms"], r["p90_ms"], r["p99_ms"], r["errors"]] for r in rows]
+             r["p50_ms"], r["p90_ms"], r["p99_ms"], r["errors"], r.get("client"), _share(r.get("client_cpu_share"))]
+            for r in rows]
 
 
-SERVED_HEADERS = ("batch", "delay ms", "concurrency", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors")
+def _share(value: float | None) -> str | None:
+    return None if value is None else f"{value:.0%}"
+
+
+SERVED_HEADERS = ("batch", "delay ms", "concurrency", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors",
+                  "client", "client CPU")
 
 
 def render_markdown(results: dict) -> str:
@@ -114,7 +120,8 @@ def render_markdown(results: dict) -> str:
         f"Measured {results['started_at']} on **{m['cpu']}**, {m['cores']} cores (ISA {m['isa']}, native bf16: "
         f"{'yes' if m['bf16'] else 'no'}), {m['memory_gb']} GB, GPU: {m['gpu'] or 'none'}; torch {m['torch']}. "
         f"Load average (1/5/15 min) before: {results['load_before']}, after: {results['load_after']}. "
-        f"Mode: {results['mode']}. The load client runs on the same cores as the server.",
+        f"Mode: {results['mode']}. The load client runs on the same cores as the server; each row gives the client "
+        "(wrk, or the Python client where wrk is not installed) and its share of the machine's CPU.",
         "## Targets",
         markdown_table(("target", "bound", "measured", "verdict"),
                        [[t["target"], t["bound"], t["value"], verdict(t["met"])] for t in results["targets"]]),

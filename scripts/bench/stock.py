@@ -54,5 +54,6 @@ def stock_rows(client: Client, plan: Plan, body: bytes, model_store: Path, expor
     rows = []
     with registered(client, f"{STOCK_NAME}.mar", STOCK_NAME, batch, delay) as name:
         for concurrency in tqdm(plan.stock_concurrencies, desc="image, stock handler"):
-            rows.append(load_cell(client, name, body, "application/octet-stream", (batch, delay, concurrency), plan.requests))
+            rows.append(load_cell(client, name, body, "application/octet-stream", (batch, delay, concurrency), plan.requests,
+                                  plan.wrk_seconds))
     return rows

@@ -2,7 +2,8 @@
 
 `make_context` builds ts.context.Context as the model loader does (manifest, model-config.yaml,
 the worker's metrics cache); `serve` fills in one RequestProcessor per request, calls
-handler.handle, and reads back each request's status and content type.
+handler.handle, checks each body is compact JSON text, and reads back each request's (parsed)
+body, status and content type.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ def _serve(handler, context: Context, requests: list[dict]) -> list[Reply]:
     context.metrics.request_ids = context.request_ids
     bodies = handler.handle(requests, context)
     assert isinstance(bodies, list) and len(bodies) == len(requests), "one response per request"
-    json.dumps(bodies)  # TorchServe serialises every body
+    assert all(isinstance(body, str) for body in bodies), "JSON text, which TorchServe sends as is"
+    parsed = [json.loads(body) for body in bodies]
+    assert bodies == [json.dumps(body, separators=(",", ":"), ensure_ascii=False) for body in parsed], "compact"
     return [
         Reply(body, context.get_response_status(idx)[0], context.get_response_content_type(idx))
-        for idx, body in enumerate(bodies)
+        for idx, body in enumerate(parsed)
     ]
 
 

@@ -43,7 +43,14 @@ def test_initialize_reads_the_archive(classifier, model_dir):
     assert classifier.device.type == "cpu"  # gpu_id None
     assert len(classifier.labels) == 1000
     assert classifier.settings.topk == 5 and classifier.settings.crop == 224
-    assert isinstance(classifier.model, torch.jit.ScriptModule)  # compile: trace, frozen for inference
+    assert classifier.runtime == "onnxruntime" and (model_dir / "model.onnx").is_file()  # the shipped CPU runtime
+
+
+def test_runtime_torch_traces_the_model(make_context, model_dir):
+    handler = ImageClassifier()
+    handler.initialize(make_context(model_dir, config_with({"runtime": "torch"})))
+    assert handler.runtime == "torch"
+    assert isinstance(handler.model, torch.jit.ScriptModule)  # compile: trace, frozen for inference
 
 
 def test_chelsea_is_a_cat(classifier, classifier_context, serve, chelsea, encode):
@@ -161,13 +168,13 @@ def test_tampered_weights_fail_initialize(make_context, model_dir, tmp_path):
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
-    with pytest.raises(WeightsError, match="sha256 mismatch"):
-        ImageClassifier().initialize(make_context(tampered))
+    with pytest.raises(WeightsError, match="sha256 mismatch"):  # runtime torch reads the safetensors (onnxruntime:
+        ImageClassifier().initialize(make_context(tampered, config_with({"runtime": "torch"})))  # test_onnx_runtime.py)
 
 
 def test_topk_setting_applies(make_context, model_dir, serve, chelsea, encode):
     handler = ImageClassifier()
-    context = make_context(model_dir, config_with({"topk": 2, "precision": "bf16"}))
+    context = make_context(model_dir, config_with({"topk": 2, "precision": "bf16", "runtime": "torch"}))
     handler.initialize(context)
     (reply,) = serve(handler, context, [{"body": bytearray(encode(chelsea, "JPEG"))}])
     assert len(reply.body) == 2

@@ -27,7 +27,9 @@ def plain(make_context, model_dir) -> ImageClassifier:
 
 def test_shipped_speed_settings(classifier):
     s = classifier.settings
-    assert (s.compile, s.channels_last, s.jpeg_draft) == ("trace", True, True)
+    assert (s.runtime, s.graph_optimization, s.ort_spinning, s.jpeg_draft) == ("onnxruntime", "all", False, True)
+    assert classifier.runtime == "onnxruntime"
+    assert (s.compile, s.channels_last) == ("trace", True)  # runtime torch (a GPU worker)
     assert classifier.precision == SHIPPED["handler"]["precision"]
     assert classifier.batch_size == SHIPPED["batchSize"]
     assert torch.get_num_threads() == len(os.sched_getaffinity(0)) // SHIPPED["maxWorkers"]  # threads: 0 = cores / maxWorkers

@@ -159,7 +159,7 @@ def test_bad_items_fail_alone_in_a_batch(fp32, serve):
 
 def test_int8_quantization_keeps_the_embeddings(start, serve, embed):
     """minilm.yaml's int8_keep_fp32 leaves the feed-forward layers of blocks 0-3 in fp32."""
-    embedder, context = start(quantize="int8")
+    embedder, context = start(quantize="int8", runtime="torch")
     int8 = {name for name, layer in embedder.model.named_modules() if isinstance(layer, torch.ao.nn.quantized.dynamic.Linear)}
     assert {"encoder.layer.4.output.dense", "encoder.layer.0.attention.self.query"} <= int8
     assert not {"encoder.layer.0.intermediate.dense", "encoder.layer.3.output.dense"} & int8
@@ -171,9 +171,26 @@ def test_int8_quantization_keeps_the_embeddings(start, serve, embed):
     assert cosines.mean() >= 0.985 and cosines.min() >= 0.9, cosines
 
 
+def test_onnxruntime_and_torch_give_the_same_embeddings(fp32, start, serve):
+    """The shipped runtime (onnxruntime, the export's model.onnx) against PyTorch on the same weights."""
+    assert fp32[0].runtime == "onnxruntime"
+    torch_embedder = start(runtime="torch")
+    assert torch_embedder[0].runtime == "torch"
+    texts = (REPO / "samples" / "sentences.txt").read_text().splitlines()
+    requests = [{"body": {"texts": texts}}, {"body": {"text": texts[3], "labels": LABELS}}]
+    ort_replies, torch_replies = serve(*fp32, requests), serve(*torch_embedder, requests)
+    assert cosine(torch.tensor(ort_replies[0].body["embeddings"]), torch.tensor(torch_replies[0].body["embeddings"])).min() > 1 - 1e-5
+    assert [e["label"] for e in ort_replies[1].body["labels"]] == [e["label"] for e in torch_replies[1].body["labels"]]
+
+
+def test_int8_needs_runtime_torch(start):
+    with pytest.raises(ValueError, match="needs runtime: torch"):
+        start(quantize="int8")
+
+
 def test_int8_glob_that_matches_nothing_fails_the_load(start):
     with pytest.raises(ValueError, match="match no Linear layer"):
-        start(quantize="int8", int8_keep_fp32=["encoder.layers.*.output"])
+        start(quantize="int8", runtime="torch", int8_keep_fp32=["encoder.layers.*.output"])
 
 
 @pytest.mark.parametrize(

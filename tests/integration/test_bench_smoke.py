@@ -43,11 +43,13 @@ def test_results_are_plausible(bench_out):
     for row in image["served"] + image["stock"] + results["text"]["served"]:
         assert row["errors"] == 0 and row["throughput_rps"] > 0
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["client"] in {"wrk", "python"} and 0 <= row["client_cpu_share"] <= 1
     assert {row["batch_size"] for row in image["raw"]} == {1, 8}
     assert all(row["throughput"] > 0 and row["latency_ms"] > 0 for row in image["raw"])
     assert 0 < results["cold_start_s"] < 240
     assert 0.5 < results["text"]["int8"]["cosine_mean"] <= 1.0
     assert results["machine"]["cores"] == len(os.sched_getaffinity(0)) and len(results["load_before"]) == 3
+    assert results["image"]["shipped"]["runtime"] == "onnxruntime"
     assert {row["key"] for row in results["targets"]} >= {"cold_start_s", "image_vs_stock", "text_int8_speedup"}
 
 

@@ -159,10 +159,12 @@ def test_gpu_variant_of_each_model_config(config):
     cpu = yaml.safe_load(config.read_text())
     gpu = gpu_config.gpu_variant(cpu)
     assert gpu["deviceType"] == "gpu" and gpu["handler"]["precision"] == "fp16"
+    assert gpu["handler"]["runtime"] == "torch"  # the GPU path; onnxruntime (the CPU default) runs fp32
     assert "minWorkers" not in gpu and "maxWorkers" not in gpu  # docker/config.properties: one per GPU
     unchanged = {key: value for key, value in cpu.items() if key not in ("minWorkers", "maxWorkers", "deviceType", "handler")}
     assert unchanged.items() <= gpu.items()
-    assert {k: v for k, v in gpu["handler"].items() if k != "precision"} == {k: v for k, v in cpu["handler"].items() if k != "precision"}
+    assert {k: v for k, v in gpu["handler"].items() if k not in ("precision", "runtime")} == \
+        {k: v for k, v in cpu["handler"].items() if k not in ("precision", "runtime")}
 
 
 def test_gpu_variant_is_valid_handler_settings():

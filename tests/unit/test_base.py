@@ -1,5 +1,5 @@
 """handlers.base: device choice per worker, the autocast context for each precision, precision
-fallback, threads and warm-up sizes."""
+fallback, the runtime per device, threads and warm-up sizes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import contextlib
 import pytest
 import torch
 
-from handlers.base import autocast_for, effective_precision, select_device, thread_count, warmup_sizes
+from handlers.base import (
+    autocast_for,
+    effective_precision,
+    effective_runtime,
+    select_device,
+    thread_count,
+    warmup_sizes,
+)
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")
 
@@ -79,3 +86,23 @@ def test_cuda_autocast_dtype(precision, dtype):
     context = autocast_for(torch.device("cuda:0"), precision)
     assert isinstance(context, torch.autocast)
     assert context.fast_dtype == dtype and context.device == "cuda"
+
+
+@pytest.mark.parametrize(
+    "requested, device, precision, cuda_provider, expected",
+    [
+        ("onnxruntime", CPU, "fp32", False, "onnxruntime"),
+        ("onnxruntime", CUDA, "fp16", False, "torch"),  # the GPU path: torch, unless onnxruntime-gpu is there
+        ("onnxruntime", CUDA, "fp32", True, "onnxruntime"),
+        ("torch", CPU, "bf16", False, "torch"),
+        ("torch", CUDA, "fp16", True, "torch"),
+    ],
+)
+def test_effective_runtime(requested, device, precision, cuda_provider, expected):
+    assert effective_runtime(requested, device, precision, cuda_provider) == expected
+
+
+def test_onnxruntime_refuses_a_lower_precision():
+    with pytest.raises(ValueError, match="precision bf16 needs runtime: torch"):
+        effective_runtime("onnxruntime", CPU, "bf16", False)
+

@@ -1,13 +1,15 @@
-"""handlers.payload: where a request keeps its payload, and an earlier workflow node's error body."""
+"""handlers.payload: where a request keeps its payload, an earlier workflow node's error body, and the
+compact JSON text a response goes back as."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from handlers.errors import UndecodableInput
-from handlers.payload import request_payload, status_for, upstream_error
+from handlers.payload import compact_json, request_payload, status_for, upstream_error
 
 ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}, indent=2).encode()
 
@@ -50,3 +52,21 @@ def test_ordinary_payloads_are_not_upstream_errors(payload):
 
 def test_status_for_known_codes():
     assert status_for(UndecodableInput.code) == 422
+
+
+@pytest.mark.parametrize("body", [{"tabby": 0.5, "café": 0.25}, [0.1, -0.0, 2], {"error": "x", "detail": "y"}])
+def test_compact_json(body):
+    text = compact_json(body)
+    assert json.loads(text) == body
+    assert text == json.dumps(body, separators=(",", ":"), ensure_ascii=False)  # no indentation, no spaces
+    assert "\n" not in text
+
+
+def test_compact_json_keeps_utf8():
+    assert compact_json({"café": 1}) == '{"café":1}'  # not \\u escapes: TorchServe sends the str as UTF-8
+
+
+def test_compact_json_refuses_nan():
+    """NaN is not JSON: the encoding fails (the base handler answers that request 500)."""
+    with pytest.raises(ValueError):
+        compact_json({"score": math.nan})

@@ -28,6 +28,7 @@ from handlers.errors import (
     UnsupportedMediaType,
 )
 from handlers.vision import (
+    apply_exif_orientation,
     centre_crop_box,
     check_proportions,
     decode_base64,
@@ -35,6 +36,7 @@ from handlers.vision import (
     extract_image_bytes,
     image_to_tensor,
     normalize_batch,
+    to_rgb,
     top_k_labels,
 )
 
@@ -143,6 +145,13 @@ def test_exif_orientation_is_applied(photo, encode, orientation, transposed):
     decoded = decode_image(encode(photo, "JPEG", exif=exif.tobytes()), MAX_PIXELS)
     width, height = photo.size
     assert decoded.size == ((height, width) if transposed else (width, height))
+
+
+def test_an_upright_rgb_image_is_not_copied(photo, encode):
+    """Decoding cost: neither the orientation step nor the RGB step copies the pixels for nothing."""
+    image = Image.open(io.BytesIO(encode(photo, "JPEG")))
+    image.load()
+    assert apply_exif_orientation(image) is image and to_rgb(image) is image
 
 
 def test_exif_rotation_recovers_the_upright_picture(photo, encode):
