@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 HANDLER_SRC := $(wildcard handlers/*.py)
 
-.PHONY: help install weights archive archive-custom serve ready stop test lint clean
+.PHONY: help install weights archive archive-custom serve ready stop test lint grpc-stubs clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -m scripts.java
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test,bench]"
+	$(VENV)/bin/pip install --quiet -e ".[test,bench,grpc]"
 	@touch $@
 
 weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadata for MODELS
@@ -89,6 +89,11 @@ test: $(STAMP) lint  ## lint, then the whole test suite (tiers: unit, handler, t
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # pyproject.toml [tool.ruff]: pyflakes, pycodestyle, isort, bugbear. Not part of `make test` yet.
+# Stubs for TorchServe's gRPC APIs, from the protos inside the installed jar (scripts/grpc_stubs.py);
+# scripts/grpc_client.py also makes them on first use.
+grpc-stubs: $(STAMP)  ## Python stubs for TorchServe's gRPC APIs -> build/grpc/ (docs/grpc.md)
+	$(PY) -m scripts.grpc_stubs --out build/grpc
+
 lint: $(STAMP)  ## check the Python code with ruff (pyproject.toml [tool.ruff])
 	$(VENV)/bin/ruff check .
 
