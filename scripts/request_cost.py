@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from handlers.errors import RequestError
+from scripts.bench.raw import median_seconds
 from scripts.in_process import load_handler, model_config
 
 
@@ -39,17 +38,18 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def answer(handler, body) -> str:
+    """What decode_request answers: ok, or the error's status and code."""
+    try:
+        handler.decode_request({"body": body})
+    except RequestError as error:
+        return f"{error.status_code} {error.code}"
+    return "ok"
+
+
 def cost(handler, body) -> tuple[float, str]:
-    """Median seconds of decode_request, and what it answered (ok, or the error code)."""
-    times, answer = [], "ok"
-    for _ in range(3):
-        start = time.perf_counter()
-        try:
-            handler.decode_request({"body": body})
-        except RequestError as error:
-            answer = f"{error.status_code} {error.code}"
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), answer
+    """Median seconds of decode_request over 3 calls, and what it answered."""
+    return median_seconds(lambda: answer(handler, body), min_calls=3, warmup=0), answer(handler, body)
 
 
 def image_cases() -> list[tuple[str, bytes]]:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from scripts.grpc_client import GrpcClient, PredictionError
+from scripts.torchserve import REPO
 from tests.integration.corpus import CORPUS, FRONTEND_413, OCTETS
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("settled")]
@@ -41,9 +42,7 @@ def client(server):
     grpc_client.close()
 
 
-def test_a_photo_and_a_text(client, server):
-    from scripts.torchserve import REPO
-
+def test_a_photo_and_a_text(client):
     labels = client.predict("efficientnet_lite0", (REPO / "samples" / "cat.jpg").read_bytes())
     assert next(iter(labels)) in CATS
     embedding = client.predict("minilm", json.dumps({"text": "A man is eating food."}).encode())
