@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,7 +105,7 @@ def test_a_manifest_broken_on_purpose_fails(validator, broken):
 def test_the_cli_exits_1_on_a_broken_file(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text((KSERVE / "base" / "inferenceservice.yaml").read_text().replace("protocolVersion: v2", "protocolVersion: v9"))
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "scripts.kserve_validate", str(broken)],
+    result = subprocess.run([sys.executable, "-m", "scripts.kserve_validate", str(broken)],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "protocolVersion 'v9'" in result.stdout, result.stdout + result.stderr
 
