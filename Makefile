@@ -163,6 +163,13 @@ docker-run: engine  ## run the image in the foreground, snapshots in the torchse
 	  -p 8080:8080 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
 	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
 
+# KServe (docs/kserve.md): the storage layout its TorchServe runtimes read at /mnt/models, from the
+# archives of MODELS; deploy/kserve/config.properties with load_models set to MODELS.
+KSERVE_STORE ?= build/kserve
+.PHONY: kserve-store
+kserve-store: archive  ## KServe's storage layout -> build/kserve/ (config/config.properties, model-store/*.mar)
+	$(PY) -m scripts.kserve_store --models $(MODELS) --model-store $(MODEL_STORE) --out $(KSERVE_STORE)
+
 # Kubernetes without a cluster (docs/docker.md): the rendered CPU overlay under podman kube play.
 GATEWAY_IMAGE := $(shell sed -n 's/^ *image: *\(.*nginx.*\)/\1/p' deploy/k8s/base/deployment.yaml)
 .PHONY: kube-gateway kube-play kube-token kube-down
