@@ -14,6 +14,12 @@ Lifecycle, as TorchServe drives it:
 
 If the model raises on a batch, the batch is split in half and each half retried, so a poisoned
 item fails alone (500) and an out-of-memory batch shrinks down to single items (507 at one).
+
+A v2 (Open Inference Protocol) request is recognised by its body (handlers.oip) on any route:
+      decode_v2(request) -> items          one or more items (several images in one request)
+      encode_v2(results) -> output tensors  from those items' results, sent as v2 JSON or binary
+Its items join the batch like any other; it fails as a whole if one of them fails. `v2_signature()`
+names the tensors; TorchServe's describe API (`GET /models/{m}?customized=true`) returns it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
+from handlers import oip
 from handlers.architectures import build_module
 from handlers.config import HandlerSettings, parse_settings
 from handlers.errors import InferenceFailed, OutOfResources, RequestError
@@ -53,10 +60,28 @@ def request_ids_of(context) -> Iterator[None]:
         _BATCH_REQUEST_IDS.reset(token)
 
 
-def request_tag(idx: int) -> str:
-    """`request_id=<id>` for a log line about request `idx` of the batch being handled: the id
-    TorchServe gave it, which the client gets in the x-request-id response header."""
+def request_tag(key: int | tuple[int, int]) -> str:
+    """`request_id=<id>` for a log line about request `idx` of the batch being handled (or its
+    item `(idx, j)`): the id TorchServe gave it, which the client gets in the x-request-id header."""
+    idx = key[0] if isinstance(key, tuple) else key
     return f"request_id={(_BATCH_REQUEST_IDS.get() or {}).get(idx, '-')}"
+
+
+def request_headers(context, idx: int) -> Mapping[str, str]:
+    """Request `idx`'s HTTP headers (none from a context without them: in-process callers, tests)."""
+    get_all = getattr(context, "get_all_request_header", None)
+    return (get_all(idx) if get_all else None) or {}
+
+
+def is_describe(context) -> bool:
+    """TorchServe's describe API (`?customized=true`) asks through handle() with this header."""
+    get = getattr(context, "get_request_header", None)
+    return bool(get) and get(0, "describe") == "True"
+
+
+def gather(results: Sequence[Any]) -> Any:
+    """A v2 request's outcome from its items' outcomes: the first error among them, or them all."""
+    return next((r for r in results if isinstance(r, RequestError)), list(results))
 
 
 def select_device(gpu_id: int | None, cuda_available: bool) -> torch.device:
@@ -132,6 +157,9 @@ class BundleHandler(BaseHandler):
         torch.set_num_threads(self.threads)
         self.batch_size = int(properties.get("batch_size") or yaml_config.get("batchSize") or 1)
         self.metadata = read_metadata(model_dir)
+        manifest_model = (getattr(context, "manifest", None) or {}).get("model", {})
+        self.model_name = manifest_model.get("modelName", self.metadata["name"])
+        self.model_version = str(manifest_model.get("modelVersion", ""))
         self.model = self.load_runtime(model_dir)
         self.setup(model_dir)
         self.warm_up()
@@ -195,24 +223,53 @@ class BundleHandler(BaseHandler):
     def encode_response(self, result: Any) -> Any:
         raise NotImplementedError
 
+    # ---- the Open Inference Protocol (v2): the models that speak it fill these in ------------
+    def v2_signature(self) -> dict[str, list[dict]] | None:
+        """{"inputs": [...], "outputs": [...]} as oip.tensor_metadata entries; None: no v2."""
+        return None
+
+    def decode_v2(self, request: oip.InferRequest) -> list[Any]:
+        raise oip.ProtocolError(f"{self.model_name} does not take v2 requests")
+
+    def encode_v2(self, results: list[Any]) -> list[oip.Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What `GET /models/{m}?customized=true` shows: the v2 metadata the front (scripts/v2_front.py) serves."""
+        signature = self.v2_signature()
+        platform = "onnxruntime_onnx" if self.runtime == "onnxruntime" else "pytorch_torchserve"
+        return {"v2": {"platform": platform, **signature}} if signature else {}
+
     # ---- TorchServe entry point ----------------------------------------------------------
     def handle(self, data: list[dict], context) -> list[Any]:
         """Answer every request in the batch; failures are confined to their own request."""
+        if data and is_describe(context):
+            return [compact_json(self.describe())]
         timer = StageTimer()
         with timer("Request"), request_ids_of(context):
             with timer("Preprocess"):
-                decoded, outcomes = self._decode_all(data)
+                items, v2_requests, outcomes = self._decode_all(data, context)
             with timer("Inference"):
-                outcomes.update(self.run_isolated(list(decoded), decoded))
+                results = self.run_isolated(list(items), items)
             with timer("Postprocess"):
-                responses = [self._respond(context, idx, outcomes[idx]) for idx in range(len(data))]
+                for idx in range(len(data)):
+                    if idx not in outcomes:
+                        outcomes[idx] = self._gather(idx, results, idx in v2_requests)
+                responses = [self._respond(context, idx, outcomes[idx], v2_requests.get(idx, False)) for idx in range(len(data))]
         errors = [o.code for o in outcomes.values() if isinstance(o, RequestError)]
         report_batch(getattr(context, "metrics", None), timer.seconds, len(data), errors)
         return responses
 
-    def _decode_all(self, data: list[dict]) -> tuple[dict[int, Any], dict[int, Any]]:
-        """Decode each request on its own: (decoded items, errors) keyed by batch index."""
-        decoded: dict[int, Any] = {}
+    @staticmethod
+    def _gather(idx: int, results: Mapping[tuple[int, int], Any], v2: bool) -> Any:
+        """Request `idx`'s outcome: its one item's (plain), or all its items' (v2; the first error fails it)."""
+        parts = [results[key] for key in sorted(key for key in results if key[0] == idx)]
+        return gather(parts) if v2 else parts[0]
+
+    def _decode_all(self, data: list[dict], context) -> tuple[dict[tuple[int, int], Any], dict[int, Any], dict[int, Any]]:
+        """Decode each request on its own: (items keyed (request, item), the v2 requests, errors)."""
+        items: dict[tuple[int, int], Any] = {}
+        v2_requests: dict[int, Any] = {}
         failed: dict[int, Any] = {}
         for idx, request in enumerate(data):
             upstream = upstream_error(request_payload(request))
@@ -220,13 +277,30 @@ class BundleHandler(BaseHandler):
                 failed[idx] = upstream
                 continue
             try:
-                decoded[idx] = self.decode_request(request)
+                decoded = self._decode_one(idx, request, request_headers(context, idx), v2_requests)
+                items.update({(idx, j): item for j, item in enumerate(decoded)})
             except RequestError as err:
                 failed[idx] = err
             except Exception:  # a bug or an unforeseen input: log it, fail this request only
                 log.exception("%s: decoding failed unexpectedly", request_tag(idx))
                 failed[idx] = InferenceFailed("the input could not be processed; the server log has details")
-        return decoded, failed
+        return items, v2_requests, failed
+
+    def _decode_one(self, idx: int, request: dict, headers: Mapping[str, str], v2_requests: dict[int, Any]) -> list[Any]:
+        """One request's items; a v2 request is noted in `v2_requests` first, so even its parse error is v2."""
+        payload = request_payload(request)
+        try:
+            json_length = oip.header_length(headers)
+        except oip.ProtocolError:
+            v2_requests[idx] = None
+            raise
+        if not oip.is_v2(payload, json_length):
+            return [self.decode_request(request)]
+        v2_requests[idx] = None
+        v2_requests[idx] = v2 = oip.parse(payload, json_length)
+        signature = self.v2_signature() or {}
+        oip.select_outputs(v2, [oip.Tensor(o["name"], o["datatype"], (), ()) for o in signature.get("outputs", [])])
+        return self.decode_v2(v2)
 
     def run_isolated(self, indices: list[int], items: dict[int, Any]) -> dict[int, Any]:
         """Run the model on `indices`; on failure bisect, so only the failing items fail."""
@@ -269,14 +343,36 @@ class BundleHandler(BaseHandler):
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _respond(self, context, idx: int, outcome: Any) -> str:
+    def _respond(self, context, idx: int, outcome: Any, v2_request: Any = False) -> str | bytes:
+        if v2_request is not False:
+            return self._respond_v2(context, idx, outcome, v2_request)
         context.set_response_content_type(idx, "application/json")
         if isinstance(outcome, RequestError):
-            log.warning("%s: answered %d %s", request_tag(idx), outcome.status_code, error_label(outcome.code))
-            context.set_response_status(outcome.status_code, HTTPStatus(outcome.status_code).phrase, idx)
-            return compact_json(outcome.to_body())
+            return self._refuse(context, idx, outcome, outcome.to_body())
         try:
             return compact_json(self.encode_response(outcome))
         except Exception:
             log.exception("%s: encoding the response failed", request_tag(idx))
             return self._respond(context, idx, InferenceFailed())
+
+    def _respond_v2(self, context, idx: int, outcome: Any, request: oip.InferRequest | None) -> str | bytes:
+        """A v2 response: JSON, or the binary extension with its header length; errors as {"error": ...}."""
+        context.set_response_content_type(idx, oip.JSON_TYPE)
+        if isinstance(outcome, RequestError):
+            return self._refuse(context, idx, outcome, oip.error_body(outcome))
+        try:
+            outputs = oip.select_outputs(request, self.encode_v2(outcome))
+            body, json_length = oip.encode(request, self.model_name, self.model_version, outputs)
+        except Exception:
+            log.exception("%s: encoding the v2 response failed", request_tag(idx))
+            return self._respond_v2(context, idx, InferenceFailed(), request)
+        if json_length is not None:
+            context.set_response_content_type(idx, oip.BINARY_TYPE)
+            context.set_response_header(idx, "Inference-Header-Content-Length", str(json_length))
+        return body
+
+    @staticmethod
+    def _refuse(context, idx: int, error: RequestError, body: dict) -> str:
+        log.warning("%s: answered %d %s", request_tag(idx), error.status_code, error_label(error.code))
+        context.set_response_status(error.status_code, HTTPStatus(error.status_code).phrase, idx)
+        return compact_json(body)

@@ -80,6 +80,9 @@ class ImageSettings(HandlerSettings):
     on a request's worker time and memory (16 Mpx: about 0.2 s and 48 MB of RGB here). PNG, WebP,
     TIFF, GIF and BMP decode at full size, so a 4000x4000 PNG passes and a 6300x6300 one is a 413;
     a JPEG of up to max_pixels decodes at 1/8 scale and passes (with jpeg_draft off, at full size)."""
+    max_images: int = 16
+    """Most images in one v2 request (413 above it): with max_decoded_pixels, the bound on what
+    one request costs."""
     jpeg_draft: bool = True
     """Decode large JPEGs at 1/2, 1/4 or 1/8 scale in the DCT (PIL draft mode), never below twice
     `resize` on the shorter side: a 12-megapixel photo decodes several times faster."""
@@ -102,7 +105,7 @@ class ImageSettings(HandlerSettings):
         if not 0 < self.max_decoded_pixels <= self.max_pixels:
             raise ValueError(f"max_decoded_pixels ({self.max_decoded_pixels}) must be positive and not above "
                              f"max_pixels ({self.max_pixels})")
-        for name in ("max_upscale", "max_aspect_ratio"):
+        for name in ("max_upscale", "max_aspect_ratio", "max_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 

@@ -28,6 +28,13 @@ class InvalidPayload(RequestError):
     code = "invalid_payload"
 
 
+class ProtocolError(RequestError):
+    """Not a valid v2 (Open Inference Protocol) request: malformed JSON, a wrong datatype or shape,
+    a missing input, an unknown output, binary lengths that do not add up (handlers.oip)."""
+
+    code = "invalid_v2_request"
+
+
 class UnsupportedMediaType(RequestError):
     status_code = 415
     code = "unsupported_media_type"

@@ -9,11 +9,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from handlers import oip
 from handlers.base import BundleHandler
 from handlers.compilation import compile_model
 from handlers.config import ImageSettings
+from handlers.errors import PayloadTooLarge, RequestError
 from handlers.vision import (
     check_proportions,
+    decode_base64,
     decode_image,
     extract_image_bytes,
     image_to_tensor,
@@ -69,3 +72,30 @@ class ImageClassifier(BundleHandler):
 
     def encode_response(self, probabilities: torch.Tensor) -> dict[str, float]:
         return top_k_labels(probabilities, self.labels, self.settings.topk)
+
+    # ---- v2: input `image` BYTES [N] (binary, or base64 in JSON); outputs labels and probabilities [N, k]
+    def v2_signature(self) -> dict[str, list[dict]]:
+        k = min(self.settings.topk, len(self.labels) or self.settings.topk)
+        return {"inputs": [oip.tensor_metadata("image", "BYTES", [-1])],
+                "outputs": [oip.tensor_metadata("labels", "BYTES", [-1, k]), oip.tensor_metadata("probabilities", "FP32", [-1, k])]}
+
+    def decode_v2(self, request: oip.InferRequest) -> list[torch.Tensor]:
+        images = request.input("image", "BYTES")
+        count, limit = len(images.data), self.settings.max_images
+        if count > limit:
+            raise PayloadTooLarge(f"{count} images in one request; the limit is {limit} (max_images)")
+        return [self._decode_element(j, count, element) for j, element in enumerate(images.data)]
+
+    def _decode_element(self, j: int, count: int, element: bytes | str) -> torch.Tensor:
+        """One image of a v2 request; its error names which one."""
+        try:
+            raw = decode_base64(element) if isinstance(element, str) else element
+            return self.decode_request({"body": bytearray(raw)})
+        except RequestError as err:
+            raise type(err)(f"image {j} of {count}: {err.detail}") from None
+
+    def encode_v2(self, results: list[torch.Tensor]) -> list[oip.Tensor]:
+        rows = [self.encode_response(probabilities) for probabilities in results]
+        shape = (len(rows), len(rows[0]))
+        return [oip.Tensor("labels", "BYTES", shape, [label for row in rows for label in row]),
+                oip.Tensor("probabilities", "FP32", shape, [p for row in rows for p in row.values()])]

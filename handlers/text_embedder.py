@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from handlers import oip
 from handlers.base import BundleHandler
 from handlers.config import TextSettings
 from handlers.quantization import quantize_int8
@@ -37,7 +38,8 @@ class TextEmbedder(BundleHandler):
     def setup(self, model_dir: Path) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
-        limit = AutoConfig.from_pretrained(model_dir, local_files_only=True).max_position_embeddings
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        self.dimensions, limit = config.hidden_size, config.max_position_embeddings
         if self.settings.max_tokens > limit:
             raise ValueError(f"max_tokens {self.settings.max_tokens} is above the model's {limit} positions")
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
@@ -68,3 +70,18 @@ class TextEmbedder(BundleHandler):
 
     def encode_response(self, result: tuple[TokenizedRequest, torch.Tensor]) -> dict[str, Any]:
         return text_response(*result)
+
+    # ---- v2: input `text` BYTES [N] (UTF-8); output `embedding` FP32 [N, dimensions] -------------
+    def v2_signature(self) -> dict[str, list[dict]]:
+        return {"inputs": [oip.tensor_metadata("text", "BYTES", [-1])],
+                "outputs": [oip.tensor_metadata("embedding", "FP32", [-1, self.dimensions])]}
+
+    def decode_v2(self, request: oip.InferRequest) -> list[TokenizedRequest]:
+        texts = request.input("text", "BYTES")
+        strings = [oip.as_text(j, element, request.base64_bytes) for j, element in enumerate(texts.data)]
+        return [self.decode_request({"body": {"texts": strings}})]
+
+    def encode_v2(self, results: list[tuple[TokenizedRequest, torch.Tensor]]) -> list[oip.Tensor]:
+        (_, vectors), = results
+        return [oip.Tensor("embedding", "FP32", tuple(vectors.shape), vectors.reshape(-1).tolist())]
+
