@@ -95,15 +95,17 @@ FROM deps AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin model-server
 # The code that runs the server; handlers and weights travel inside the archives. Root-owned,
 # like the model store: the server can read them, not change them.
-COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py scripts/keyfile.py scripts/torchserve.py scripts/java.py scripts/readiness.py /app/scripts/
+COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py scripts/keyfile.py scripts/torchserve.py scripts/java.py scripts/readiness.py scripts/v2_front.py /app/scripts/
 COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py docker/log4j2-json.xml /app/docker/
 COPY --from=builder /src/model-store/ /home/model-server/model-store/
 COPY --from=builder /src/wf-store/ /home/model-server/wf-store/
 # The stores stay where they are when SERVE_WORKDIR moves (a read-only root filesystem: docs/docker.md).
 # Nothing is fetched at run time: the archives hold the weights and the tokenizer.
+# SERVE_V2_FRONT: the KServe v2 front on 8090 (docker/config.properties says why it is on; "" turns it off).
 ENV SERVE_MODEL_STORE=/home/model-server/model-store \
     SERVE_WF_STORE=/home/model-server/wf-store \
     SERVE_WORKFLOWS=photo_embedding.war \
+    SERVE_V2_FRONT=0.0.0.0:8090 \
     HF_HUB_OFFLINE=1 \
     HF_HOME=/tmp/huggingface
 WORKDIR /home/model-server
@@ -112,7 +114,7 @@ USER 1000:1000
 # key_file.json is written to the working directory; snapshots to logs/config (a volume's mount
 # point: created here so that a fresh named volume belongs to this user).
 RUN mkdir -p logs/config
-EXPOSE 8080 8081 8082
+EXPOSE 8080 8081 8082 8090
 # Healthy = ready: every model's workers READY and every workflow registered (scripts/readiness.py),
 # with the key from key_file.json, which only the container can read: see docker/healthcheck.py.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=300s --retries=3 \

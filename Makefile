@@ -56,10 +56,13 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 	  $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
 
 # LOG_FORMAT=json: TorchServe's logs as JSON lines (docker/log4j2-json.xml, docs/metrics.md).
+# V2_FRONT: where the KServe v2 front listens (health, readiness, metadata: docs/protocols.md); empty: none.
 LOG_FORMAT  ?= text
+V2_FRONT    ?= 127.0.0.1:8090
 serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it)
 	$(PY) -m scripts.serve --config $(CONFIG) --model-store $(MODEL_STORE) \
-	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT)
+	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT) \
+	  $(if $(V2_FRONT),--v2-front $(V2_FRONT))
 
 # The same check as the `ready:` line of make serve, the image's HEALTHCHECK and the k8s readiness probe.
 READY_TIMEOUT ?= 300
@@ -157,10 +160,10 @@ base-stand-in:
 print-%:
 	@echo $($*)
 
-# Inference on every interface; management and metrics on this host's loopback only.
+# Inference and the v2 front on every interface; management and metrics on this host's loopback only.
 docker-run: engine  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
 	$(ENGINE) run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
-	  -p 8080:8080 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
+	  -p 8080:8080 -p 8090:8090 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
 	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
 
 # KServe (docs/kserve.md): the storage layout its TorchServe runtimes read at /mnt/models, from the

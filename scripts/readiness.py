@@ -79,15 +79,15 @@ class Server:
         return cls(address(properties, "management", env), Path(key_file), configured_models(properties),
                    [workflow_name(w) for w in workflows])
 
-    def get(self, path: str) -> tuple[int, object]:
-        return request(f"{self.management_url}{path}", management_key(self.key_file, self.management_url))
+    def get(self, path: str, timeout_s: float = TIMEOUT_S) -> tuple[int, object]:
+        return request(f"{self.management_url}{path}", management_key(self.key_file, self.management_url), timeout_s=timeout_s)
 
 
-def request(url: str, key: str | None, method: str = "GET") -> tuple[int, object]:
+def request(url: str, key: str | None, method: str = "GET", timeout_s: float = TIMEOUT_S) -> tuple[int, object]:
     """(status, parsed JSON body or text); connection errors propagate as OSError."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method, headers=headers), timeout=TIMEOUT_S) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method, headers=headers), timeout=timeout_s) as r:
             status, body = r.status, r.read()
     except urllib.error.HTTPError as error:
         status, body = error.code, error.read()

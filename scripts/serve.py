@@ -4,6 +4,7 @@
     python -m scripts.serve --config other.properties --model-store /models
     python -m scripts.serve --log-dir /state --snapshots      # the container (docker/entrypoint.sh)
     python -m scripts.serve --log-format json                 # logs as JSON lines (docker/log4j2-json.xml)
+    python -m scripts.serve --v2-front 127.0.0.1:8090         # + the KServe v2 front (scripts/v2_front.py)
 
 TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
 a pid file in $TMPDIR that a second server would trip over. This wrapper gives the launcher a
@@ -14,6 +15,10 @@ With --snapshots TorchServe saves snapshots in <log-dir>/config (its LOG_LOCATIO
 chooses that folder), and the next start resumes the model set (models, versions, workers) of
 the newest one. The server settings still come from --config: TorchServe's own resume, which
 happens only when it is given no config at all, would take every setting from the old snapshot.
+
+With --v2-front the Open Inference Protocol front (scripts/v2_front.py) starts beside TorchServe
+once its inference API answers, in a session of its own (a Ctrl-C reaches it only through here),
+and is stopped after Java has exited, however that came about.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 from pathlib import Path
 
 from scripts import java, readiness
+from scripts.v2_front import Sidecar, listen_arg
 from scripts.workflows import register_all
 
 STOP_TIMEOUT_S = 60
@@ -72,10 +78,11 @@ def check_java() -> None:
         sys.exit(f"serve: {found.problem}. Fix: {java.FIX}.")
 
 
-def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start=None) -> int:
+def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start=None, on_stop=None) -> int:
     """Run the launcher in its own process group until it ends or a signal stops it.
 
-    `on_start` (optional) runs in a thread once the process is up, e.g. workflow registration.
+    `on_start` (optional) runs in a thread once the process is up, e.g. workflow registration;
+    `on_stop` (optional) runs once the whole group has exited, e.g. stopping the v2 front.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     # TMPDIR holds the launcher's pid file; TEMP becomes Java's tmpdir, where the worker sockets
@@ -99,6 +106,8 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start
     if not stop_requested:  # Java ended on its own (crash, or `make stop`): end its workers now
         _signal_group(process.pid, signal.SIGTERM)
     clean_exit = _wait_for_group_exit(process.pid)
+    if on_stop is not None:
+        on_stop()
     if stop_requested:  # the launcher dies of the forwarded SIGTERM; Java's clean exit is what counts
         return 0 if clean_exit else 1
     return code
@@ -139,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflows", nargs="*", default=[], help="archives of the workflow store to register once up")
     parser.add_argument("--log-format", choices=sorted(LOG_CONFIGS), default="text",
                         help="json: every TorchServe log as JSON lines (time, level, logger, model, request_id, message)")
+    parser.add_argument("--v2-front", type=listen_arg, metavar="HOST:PORT", help="also serve the KServe v2 front there (scripts/v2_front.py)")
     args = parser.parse_args(argv)
     check_java()
     if not args.model_store.is_dir():
@@ -153,16 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     if log_config is not None and not log_config.is_file():
         sys.exit(f"serve: --log-format {args.log_format} needs {log_config}, which is missing")
     command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
-    return run(command, args.run_dir, args.log_dir, on_start=lambda: announce_ready(args.config, args.workflows))
+    key_file = Path("key_file.json").resolve()  # TorchServe writes it in its working directory: this one
+    front = Sidecar(args.v2_front, args.config, key_file, args.workflows) if args.v2_front else None
+    return run(command, args.run_dir, args.log_dir, on_start=lambda: announce_ready(args.config, args.workflows, key_file, front),
+               on_stop=front.stop if front else None)
 
 
-def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_file.json")) -> None:
-    """Register the workflows, then print one `ready:` line once everything serves (scripts/readiness.py).
+def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_file.json"), front: Sidecar | None = None) -> None:
+    """Start the v2 front (if asked), register the workflows, then print one `ready:` line once
+    everything serves (scripts/readiness.py).
 
     Workflows are not kept across restarts (TorchServe has no workflow snapshot): register them.
     The line comes only when every model has all its workers READY and every workflow is
     registered; a request sent before it may meet a 404 or wait for a loading worker.
     """
+    front_url = start_front(front) if front else None
     try:
         if wars:
             register_all(config, wars, key_file)
@@ -173,7 +188,17 @@ def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_fil
     if problems:
         print(f"serve: not ready after {READY_TIMEOUT_S} s: {'; '.join(problems)}", file=sys.stderr, flush=True)
     else:
-        print(f"ready: {readiness.summary(server)}", flush=True)
+        print(f"ready: {readiness.summary(server)}" + (f"; v2 front: {front_url}" if front_url else ""), flush=True)
+
+
+def start_front(front: Sidecar) -> str | None:
+    """The front's URL once it listens; None (and a line saying why) when it could not start."""
+    problem = front.start_when_up(READY_TIMEOUT_S)
+    if problem is not None:
+        print(f"serve: v2 front not started on {front.listen}: {problem}", file=sys.stderr, flush=True)
+        return None
+    print(f"serve: v2 front on {front.url} (scripts/v2_front.py)", flush=True)
+    return front.url
 
 
 if __name__ == "__main__":

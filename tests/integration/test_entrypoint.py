@@ -1,5 +1,6 @@
 """docker/entrypoint.sh run outside Docker with the container config (docker/config.properties):
-a real prediction, the healthcheck, snapshots in the log folder, and a clean stop on SIGTERM.
+a real prediction, the healthcheck, the v2 front beside TorchServe, snapshots in the log folder,
+and a clean stop on SIGTERM (the front's too).
 
 It runs from a copy of just the files the Dockerfile's runtime stage puts in /app, so a file the
 image lacks fails here too. Only what Docker would differ in is overridden: paths (SERVE_*),
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from models.registry import get_spec
 from scripts.build_archives import build_archive
 from scripts.export_weights import export
-from scripts.torchserve import REPO, TorchServe, free_port
+from scripts.torchserve import REPO, TorchServe, free_port, poll_until
 
 
 def runtime_app(target: Path) -> Path:
@@ -54,6 +56,7 @@ def env(tmp_path_factory) -> dict[str, str]:
         "SERVE_MODEL_STORE": str(root / "model-store"),
         "SERVE_LOG_DIR": str(root / "logs"),
         "SERVE_WORKFLOWS": "",  # the session server covers workflow registration
+        "SERVE_V2_FRONT": f"127.0.0.1:{free_port()}",  # the image turns it on (on 0.0.0.0:8090)
         **{f"TS_{api.upper()}_ADDRESS": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management", "metrics")},
         **{f"TS_GRPC_{api}_PORT": str(free_port()) for api in ("INFERENCE", "MANAGEMENT")},  # not 7070/7071: make serve may hold them
     }
@@ -120,17 +123,35 @@ def test_healthcheck_renews_an_expired_inference_key(container, healthcheck):
     assert old.json()["type"] == "InvalidKeyException"
 
 
+def front_processes(env) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"]) if "scripts.v2_front" in (p.info["cmdline"] or [])
+            and env["SERVE_V2_FRONT"] in (p.info["cmdline"] or [])]
+
+
+def test_the_v2_front_starts_beside_torchserve(container, env):
+    """SERVE_V2_FRONT -> scripts/serve.py --v2-front: started once TorchServe answers, named in the ready: line."""
+    front = f"http://{env['SERVE_V2_FRONT']}"
+    poll_until(lambda: "ready: " in (container.workdir / "serve.out").read_text(), 240, "the ready: line")
+    (ready,) = [line for line in (container.workdir / "serve.out").read_text().splitlines() if line.startswith("ready: ")]
+    assert ready.endswith(f"; v2 front: {front}"), ready
+    assert requests.get(f"{front}/v2/health/ready", timeout=30).json() == {"ready": True}
+    assert requests.get(f"{front}/v2/models/efficientnet_lite0/ready", timeout=30).status_code == 200
+    assert len(front_processes(env)) == 1
+
+
 def test_snapshots_go_to_the_log_dir(container):
     startup = sorted((container.workdir / "logs" / "config").glob("*-startup.cfg"))
     assert startup, "no startup snapshot in SERVE_LOG_DIR/config"
     assert "efficientnet_lite0.mar" in startup[-1].read_text()
 
 
-def test_sigterm_stops_torchserve_and_java(container, healthcheck):
+def test_sigterm_stops_torchserve_java_and_the_v2_front(container, healthcheck, env):
     java = [p for p in psutil.process_iter(["cmdline"]) if str(container.workdir) in " ".join(p.info["cmdline"] or [])
             and "org.pytorch.serve.ModelServer" in (p.info["cmdline"] or [])]
     assert len(java) == 1
+    (front,) = front_processes(env)
     assert container.stop() == 0
     assert not java[0].is_running()
+    assert not front.is_running()
     assert healthcheck().returncode == 1
     assert healthcheck("--live").returncode == 1

@@ -140,3 +140,20 @@ def test_every_bundle_image_is_retagged_by_the_overlays():
 def _containers(doc: dict) -> list[dict]:
     pod = doc.get("spec", {}).get("template", {}).get("spec", {})
     return pod.get("initContainers", []) + pod.get("containers", [])
+
+
+def test_v2_paths_reach_the_front_without_the_token_and_infer_reaches_torchserve_with_it():
+    """The v2 front listens on the pod's loopback; the gateway sends it GETs only (no token), and
+    every v2 infer, versioned or not, through the token check to TorchServe itself."""
+    host, port = ENV["SERVE_V2_FRONT"].split(":")
+    assert host == "127.0.0.1"
+    template = (K8S / "base" / "gateway.conf.template").read_text()
+    locations = dict(re.findall(r"location ([^{]+?) \{(.*?)\n    \}", template, flags=re.S))
+    for path in ("= /v2", "/v2/"):
+        assert f"proxy_pass http://127.0.0.1:{port};" in locations[path] and "$token_ok" not in locations[path]
+        assert "$request_method !~ ^(GET|HEAD)$" in locations[path]  # nothing the front relays gets in untokened
+    infer = {path: body for path, body in locations.items() if path.startswith("~") and path.endswith("/infer$")}
+    assert len(infer) == 2
+    for body in infer.values():
+        assert "if ($token_ok = 0)" in body and f"proxy_pass http://127.0.0.1:{PORTS['inference']}" in body
+    assert "/predictions/$1/$2$is_args$args;" in infer["~ ^/v2/models/([^/]+)/versions/([^/]+)/infer$"]
