@@ -54,15 +54,15 @@ def test_every_coffee_recipe_gives_espresso(server, env, command):
     assert next(iter(json.loads(run(command, server, env)))) == "espresso"
 
 
-SHOWN = [recipe for doc in DOCS for fragment in ("/predictions/minilm", "/wfpredict/") for recipe in documented_recipes(doc, fragment)]
+SHOWN = [recipe for doc in DOCS for fragment in ("/predictions/minilm", "/wfpredict/", "/v2/models/") for recipe in documented_recipes(doc, fragment)]
 
 
-def test_text_and_workflow_recipes_are_found():
-    assert len(SHOWN) == 4
+def test_text_workflow_and_v2_recipes_are_found():
+    assert len(SHOWN) == 5
 
 
 @pytest.mark.parametrize("command, shown", SHOWN, ids=lambda value: value[:70] if "curl" in value else "")
-def test_text_and_workflow_recipes_give_their_shown_output(server, command, shown, request):
+def test_text_workflow_and_v2_recipes_give_their_shown_output(server, command, shown, request):
     if "/wfpredict/" in command:
         request.getfixturevalue("workflow")  # registered by serve.py in the background
     output = run_recipe(command, server)
