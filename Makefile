@@ -82,7 +82,7 @@ bench: archive  ## benchmark served vs raw model vs stock handler -> build/bench
 	$(PY) -m scripts.benchmark --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench $(BENCH_ARGS)
 
 doctor: $(STAMP)  ## check the installation (versions, Java, CPU/GPU, free ports), each failure with its fix
-	$(PY) -m scripts.doctor --config $(CONFIG)
+	$(PY) -m scripts.doctor --config $(CONFIG) $(if $(V2_FRONT),--v2-front $(V2_FRONT))
 
 inspect: $(WEIGHTS_DIR)/$(MODEL)/metadata.json  ## resource estimates for MODEL: weights, activations, RSS per worker, workers that fit
 	$(PY) -m scripts.inspect_model $(MODEL) --model-dir $(WEIGHTS_DIR)/$(MODEL)

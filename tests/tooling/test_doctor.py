@@ -42,3 +42,14 @@ def test_this_machine_passes_the_required_checks(tmp_path):
     config.write_text("")  # ports are covered above; the suite's own servers may hold the defaults
     failed = [c for c in doctor.run_checks(config) if c.required and not c.ok]
     assert failed == []
+
+
+def test_a_taken_v2_front_port_names_v2_front(tmp_path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        config = tmp_path / "config.properties"
+        config.write_text("")
+        (check,) = doctor.check_ports(config, f"127.0.0.1:{port}")
+    assert not check.ok and check.name == f"port {port} (v2 front)" and "V2_FRONT=" in check.fix
