@@ -40,7 +40,7 @@ class Plan:
 
 
 C = HEADLINE_CONCURRENCY
-FULL = Plan((1, 4, C, 32), 400, Sweep((1, 4, 8), (0, 2)), Sweep((4, 8), (0, 2)), (1, C), (1, C), 3.0, 5, None,
+FULL = Plan((1, 4, C, 32), 400, Sweep((1, 4, 8), (1, 2)), Sweep((4, 8), (1, 2)), (1, C), (1, C), 3.0, 5, None,
             wrk_seconds=5.0, sweep_wrk_seconds=3.0)
 SMOKE = Plan((2,), 8, Sweep((8,), (2,), layouts=((2, 1),), concurrencies=(2,)), Sweep((), ()), (2,), (2,), 0.2, 1, 8,
              wrk_seconds=1.0, sweep_wrk_seconds=1.0)

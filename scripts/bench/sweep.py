@@ -26,7 +26,9 @@ LATENCY_TOLERANCE = 0.10
 class Sweep:
     batch_sizes: tuple[int, ...]
     delays: tuple[int, ...]
-    """Max batch delays (ms) for batches above 1; batch 1 never waits, so it gets the first only."""
+    """Max batch delays (ms) for batches above 1; batch 1 never waits, so it gets the first only. Not 0:
+    registration honours max_batch_delay=0, but `maxBatchDelay: 0` in model-config.yaml reads as unset
+    (TorchServe's default, 100 ms), so 0 cannot be shipped."""
     layouts: tuple[tuple[int, int], ...] = ()
     """(workers, threads) pairs; () = every split of the machine's cores (`layouts_for`)."""
     concurrencies: tuple[int, ...] = (HEADLINE_CONCURRENCY, 1)
