@@ -35,13 +35,13 @@ class Plan:
     """How many of samples/sentences.txt the int8 measurement embeds (None: all)."""
     wrk_seconds: float = 5.0
     """How long wrk loads each cell of the shipped models (where wrk is installed; 0: always the Python client)."""
-    sweep_wrk_seconds: float = 3.0
+    sweep_wrk_seconds: float = 4.0
     """How long wrk loads each sweep point (after the pipeline is filled)."""
 
 
 C = HEADLINE_CONCURRENCY
 FULL = Plan((1, 4, C, 32), 400, Sweep((1, 4, 8), (1, 2)), Sweep((4, 8), (1, 2)), (1, C), (1, C), 3.0, 5, None,
-            wrk_seconds=5.0, sweep_wrk_seconds=3.0)
+            wrk_seconds=5.0, sweep_wrk_seconds=4.0)
 SMOKE = Plan((2,), 8, Sweep((8,), (2,), layouts=((2, 1),), concurrencies=(2,)), Sweep((), ()), (2,), (2,), 0.2, 1, 8,
              wrk_seconds=1.0, sweep_wrk_seconds=1.0)
 

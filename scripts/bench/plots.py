@@ -15,11 +15,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def by_layout(rows: Sequence[dict], concurrency: int) -> dict[str, list[dict]]:
-    """Sweep rows at one concurrency, grouped by layout, sorted by batch size."""
+    """Sweep rows at one concurrency, one line per layout and delay (batch 1, which never waits, on
+    every line of its layout), sorted by batch size."""
+    delays = sorted({row["max_batch_delay"] for row in rows if row["batch_size"] > 1}) or [None]
     lines: dict[str, list[dict]] = {}
     for row in sorted(rows, key=lambda r: r["batch_size"]):
-        if row["concurrency"] == concurrency:
-            lines.setdefault(layout(row), []).append(row)
+        if row["concurrency"] != concurrency:
+            continue
+        for delay in delays if row["batch_size"] == 1 else [row["max_batch_delay"]]:
+            lines.setdefault(f"{layout(row)}, delay {delay} ms" if delay is not None else layout(row), []).append(row)
     return lines
 
 
@@ -32,7 +36,7 @@ def write_plots(section: dict, out_dir: Path, prefix: str) -> list[Path]:
     fig, axis = plt.subplots(figsize=(7, 4.5))
     for name, rows in by_layout(sweep, loaded).items():
         axis.plot([r["batch_size"] for r in rows], [r["throughput_rps"] for r in rows], marker="o",
-                  label=f"served, {name} (workers x threads), concurrency {loaded}")
+                  label=f"served, {name} (workers x threads, delay), concurrency {loaded}")
     axis.plot([r["batch_size"] for r in handler], [r["throughput"] for r in handler], "k--", marker="s",
               label="in-process handler, decoding included")
     for key, marker in (("torch", "^"), ("stock", "x")):

@@ -276,3 +276,13 @@ def test_wait_until_quiet_gives_up_after_max_wait():
     slept: list[float] = []
     assert wait_until_quiet(0.5, 120, poll_s=60, load=lambda: [3.0], sleep=slept.append) == 3.0
     assert slept == [60, 60]
+
+
+def test_plot_lines_are_one_per_layout_and_delay():
+    from scripts.bench.plots import by_layout
+
+    rows = [row(1, 2, 1, 16, 170.0, delay=1), row(4, 2, 1, 16, 200.0, delay=1), row(4, 2, 1, 16, 190.0, delay=2),
+            row(4, 1, 2, 16, 160.0, delay=1), row(4, 2, 1, 1, 80.0, delay=1)]
+    lines = {name: [(r["batch_size"], r["throughput_rps"]) for r in line] for name, line in by_layout(rows, 16).items()}
+    assert lines == {"2 x 1, delay 1 ms": [(1, 170.0), (4, 200.0)], "2 x 1, delay 2 ms": [(1, 170.0), (4, 190.0)],
+                     "1 x 2, delay 1 ms": [(4, 160.0)]}  # batch 1 never waits: it starts every line of its layout
