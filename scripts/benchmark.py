@@ -1,17 +1,18 @@
-"""`make bench`: the served models against the raw models and TorchServe's stock handler, here.
+"""`make bench`: the served models against the in-process handlers and TorchServe's stock handler, here.
 
-    python -m scripts.benchmark                        # own server on free ports, full sweep (minutes)
-    python -m scripts.benchmark --smoke                # a handful of requests: what CI runs
+    python -m scripts.benchmark                        # own server on free ports, the full run (minutes)
+    python -m scripts.benchmark --smoke                # a handful of requests, one sweep point: what CI runs
     python -m scripts.benchmark --wait-quiet 0.5       # first wait (up to 15 min) for a 1-min load <= 0.5
     python -m scripts.benchmark --url http://127.0.0.1:8080 --management-url http://127.0.0.1:8081 \
-        --key-file key_file.json                       # a server that is already running (no cold start, no stock)
+        --key-file key_file.json                       # a server that is already running (shipped models only)
 
-One run measures, for the image model: served throughput and p50/p90/p99 over batch size x max
-batch delay x concurrency (variants registered through the management API), the raw model
-in-process with the same settings (the limit), and TorchServe's stock `image_classifier` handler
-serving the same weights; for the text model: served against raw, and int8 against fp32. It
-writes <out>/results.json, report.md and PNG plots, and prints the targets, met or missed.
-The parts live in scripts/bench/, one concern a file: plan, served, raw, stock, int8, report, plots.
+One run measures, for the image model: the shipped model served (throughput, p50/p90/p99 over
+concurrency), a sweep of batch size x workers x threads (each point a variant archive registered
+through the management API), our torch path and TorchServe's stock `image_classifier` handler on
+the same weights and batching, the in-process handler (the limit), the top-1 label of real photos
+against plain fp32; for the text model: served, a smaller sweep, in-process, int8 against fp32; and
+the cold start and the worker-kill recovery. It writes <out>/results.json, report.md and PNG plots,
+and prints issue #12's targets, met or missed. The parts live in scripts/bench/, one concern a file.
 """
 
 from __future__ import annotations
@@ -27,36 +28,60 @@ from scripts.bench.int8 import int8_vs_fp32
 from scripts.bench.machine import load_average, machine_info, wait_until_quiet
 from scripts.bench.plan import FULL, IMAGE, REPO, SMOKE, TEXT, Plan, shipped
 from scripts.bench.raw import measure_raw
-from scripts.bench.report import evaluate, headline, render_markdown, verdict
-from scripts.bench.served import served_sweep, start_own_server, text_served, warn_without_wrk
+from scripts.bench.report import POINT_KEYS, evaluate, headline, render_markdown, verdict
+from scripts.bench.served import shipped_rows, start_own_server, sweep_rows, torch_rows, warn_without_wrk
+from scripts.bench.sweep import Point, best_point
+from scripts.bench.top1 import compare, photo_files, reference_top1, served_top1
 from scripts.torchserve import Client
+
+OWN_SERVER_ONLY = "not measured: variant archives are registered only in the benchmark's own server"
 
 
 def measure_served(client: Client, plan: Plan, image_body: bytes, text_body: bytes, store: Path | None,
                    export_dir: Path) -> dict:
-    results = {"image_served": served_sweep(client, plan, image_body), "text_served": text_served(client, plan, text_body)}
+    """Everything measured through the server; `store` None: a server we attached to (shipped models only)."""
+    photos = photo_files()
+    served = {"image": {"served": shipped_rows(client, IMAGE, image_body, plan.concurrencies, plan)},
+              "text": {"served": shipped_rows(client, TEXT, text_body, plan.text_concurrencies, plan)},
+              "top1": {"served": served_top1(client, IMAGE, photos)}}
     if store is None:
-        results["stock_note"] = "not measured: the stock archive is registered only in the benchmark's own server"
-    else:
-        from scripts.bench.stock import stock_rows  # model_archiver: only when the stock archive is built
+        for key in ("sweep_note", "stock_note", "torch_note"):
+            served["image"][key] = OWN_SERVER_ONLY
+        served["text"]["sweep_note"] = OWN_SERVER_ONLY
+        served["recovery_note"] = "not measured: workers are killed only in the benchmark's own server"
+        return served
+    from scripts.bench.recovery import worker_recovery
+    from scripts.bench.stock import stock_rows  # model_archiver: only when the stock archive is built
 
-        results["stock"] = stock_rows(client, plan, image_body, store, export_dir)
-    return results
+    served["image"]["sweep"] = sweep_rows(client, store, IMAGE, plan.image_sweep, image_body, plan)
+    served["text"]["sweep"] = sweep_rows(client, store, TEXT, plan.text_sweep, text_body, plan)
+    served["image"]["torch"], served["top1"]["torch"] = torch_rows(client, store, image_body, plan, photos)
+    served["image"]["stock"], served["top1"]["stock"] = stock_rows(client, plan, image_body, store, export_dir, photos)
+    served["recovery"] = worker_recovery(client, IMAGE, image_body)
+    return served
 
 
 def assemble(args, plan: Plan, served: dict, raw: dict, cold_start: float | None, started_at: str, load_before) -> dict:
+    image = {"model": IMAGE, "body": f"{args.image.name}, {args.image.stat().st_size} bytes", "shipped": shipped(IMAGE),
+             **served["image"], "raw": raw["image_raw"], "raw_handler": raw["image_raw_handler"],
+             "top1": compare(raw["reference_top1"], served["top1"])}
+    text = {"model": TEXT, "shipped": shipped(TEXT), **served["text"], "raw": raw["text_raw"],
+            "raw_handler": raw["text_raw_handler"], "int8": raw["int8"]}
+    for section in (image, text):
+        ship = section["shipped"]
+        section["choice"] = best_point(section.get("sweep", []), Point(*(ship[key] for key in POINT_KEYS)))
     results = {
         "started_at": started_at, "mode": "smoke" if args.smoke else "full", "machine": machine_info(),
-        "load_before": load_before, "load_after": load_average(), "cold_start_s": cold_start, "plan": plan.__dict__,
-        "image": {"model": IMAGE, "body": f"{args.image.name}, {args.image.stat().st_size} bytes", "shipped": shipped(IMAGE),
-                  "served": served["image_served"], "raw": raw["image_raw"], "raw_handler": raw["image_raw_handler"],
-                  "stock": served.get("stock", []), "stock_note": served.get("stock_note")},
-        "text": {"model": TEXT, "shipped": shipped(TEXT), "served": served["text_served"], "raw": raw["text_raw"],
-                 "int8": raw["int8"]},
+        "load_before": load_before, "load_after": load_average(), "cold_start_s": cold_start, "plan": _plan_dict(plan),
+        "recovery": served.get("recovery"), "recovery_note": served.get("recovery_note"), "image": image, "text": text,
     }
     results["headline"] = headline(results)
     results["targets"] = evaluate(results["headline"])
     return results
+
+
+def _plan_dict(plan: Plan) -> dict:
+    return {key: getattr(value, "__dict__", value) for key, value in plan.__dict__.items()}
 
 
 def write_outputs(results: dict, out: Path) -> list[Path]:
@@ -71,7 +96,7 @@ def write_outputs(results: dict, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="a tiny run: one batch size, a handful of requests")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run: one sweep point, a handful of requests")
     parser.add_argument("--model-store", type=Path, default=Path("model-store"), help="where make archive put the .mar files")
     parser.add_argument("--weights-dir", type=Path, default=Path("build/weights"), help="the exports (make weights)")
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
@@ -91,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         served, cold_start = _serve_and_measure(args, plan, Path(workdir), image_body, text_body)
     raw = {**measure_raw(plan, args.weights_dir, image_body, text_body),
+           "reference_top1": reference_top1(args.weights_dir, photo_files()),
            "int8": int8_vs_fp32(args.weights_dir / TEXT, plan.int8_repeat, plan.int8_texts)}
     results = assemble(args, plan, served, raw, cold_start, started_at, load_before)
     for path in write_outputs(results, args.out):

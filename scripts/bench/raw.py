@@ -49,11 +49,16 @@ def one_process(name: str) -> dict:
 
 
 def measure_raw(plan: Plan, weights_dir: Path, image_body: bytes, text_body: bytes) -> dict:
-    image_batches = sorted({1, *plan.batch_sizes})
+    """The raw models (decoded once) and the handlers decoding every item, at batch 1, the shipped
+    batch and the sweep's batch sizes."""
+    image_batches = sorted({1, shipped(IMAGE)["batch_size"], *plan.image_sweep.batch_sizes})
+    text_batches = sorted({1, shipped(TEXT)["batch_size"], *plan.text_sweep.batch_sizes})
     image = load_handler(IMAGE, weights_dir / IMAGE, one_process(IMAGE))
     text = load_handler(TEXT, weights_dir / TEXT, one_process(TEXT))
+    image_request, text_request = {"body": bytearray(image_body)}, {"body": json.loads(text_body)}
     return {
-        "image_raw": raw_rows(image, {"body": bytearray(image_body)}, image_batches, plan.raw_seconds),
-        "image_raw_handler": raw_rows(image, {"body": bytearray(image_body)}, image_batches, plan.raw_seconds, decode=True),
-        "text_raw": raw_rows(text, {"body": json.loads(text_body)}, (1, shipped(TEXT)["batch_size"]), plan.raw_seconds),
+        "image_raw": raw_rows(image, image_request, image_batches, plan.raw_seconds),
+        "image_raw_handler": raw_rows(image, image_request, image_batches, plan.raw_seconds, decode=True),
+        "text_raw": raw_rows(text, text_request, text_batches, plan.raw_seconds),
+        "text_raw_handler": raw_rows(text, text_request, text_batches, plan.raw_seconds, decode=True),
     }

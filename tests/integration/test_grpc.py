@@ -10,8 +10,10 @@ import json
 import grpc
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
+from models.registry import get_spec
 from scripts.grpc_client import GrpcClient, PredictionError
 from scripts.torchserve import REPO
 from tests.integration.corpus import CORPUS, FRONTEND_413, OCTETS
@@ -80,8 +82,9 @@ def test_management_list_describe_scale(client):
     names = {model["modelName"] for model in client.list_models()["models"]}
     assert {"efficientnet_lite0", "minilm"} <= names
     (described,) = client.describe("minilm")
-    assert described["modelName"] == "minilm" and [w["status"] for w in described["workers"]] == ["READY"]
-    assert client.scale("minilm", min_worker=1) == "Workers scaled to 1 for model: minilm"
+    shipped = yaml.safe_load(get_spec("minilm").config_path.read_text())["minWorkers"]
+    assert described["modelName"] == "minilm" and [w["status"] for w in described["workers"]] == ["READY"] * shipped
+    assert client.scale("minilm", min_worker=shipped) == f"Workers scaled to {shipped} for model: minilm"
 
 
 def noise_png(megabytes: float) -> bytes:

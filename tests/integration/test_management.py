@@ -6,9 +6,11 @@ import pytest
 import yaml
 
 from models.registry import get_spec
+from scripts.torchserve import poll_until
 from tests.integration.conftest import encode
 
 MODEL = "efficientnet_lite0"
+SHIPPED_WORKERS = yaml.safe_load(get_spec(MODEL).config_path.read_text())["minWorkers"]
 
 
 def describe(server, model: str = MODEL, version: str = "") -> dict:
@@ -17,27 +19,35 @@ def describe(server, model: str = MODEL, version: str = "") -> dict:
     return response.json()[0]
 
 
+def all_ready(info: dict) -> dict | None:
+    """`info` once every worker is READY: /ping is Healthy before they all have loaded (two models x
+    two workers take a while on 2 cores)."""
+    return info if all(w["status"] == "READY" for w in info["workers"]) else None
+
+
 def test_list_shows_the_served_model(server):
     models = server.manage("GET", "/models").json()["models"]
     assert {"modelName": MODEL, "modelUrl": "efficientnet_lite0.mar"} in models
 
 
 def test_describe_shows_workers_and_batch_settings_from_model_config(server):
-    info = describe(server)
+    info = poll_until(lambda: all_ready(describe(server)), 240, f"every {MODEL} worker READY", interval_s=0.2)
     shipped = yaml.safe_load(get_spec(MODEL).config_path.read_text())
     assert (info["batchSize"], info["maxBatchDelay"]) == (shipped["batchSize"], shipped["maxBatchDelay"])
-    assert info["minWorkers"] == 1
-    assert [w["status"] for w in info["workers"]] == ["READY"]
+    assert info["minWorkers"] == shipped["minWorkers"] == SHIPPED_WORKERS
+    assert [w["status"] for w in info["workers"]] == ["READY"] * SHIPPED_WORKERS
 
 
 def test_scale_workers_up_and_back(server, coffee):
-    assert server.manage("PUT", f"/models/{MODEL}", params={"min_worker": 2, "max_worker": 2, "synchronous": "true"}).status_code == 200
+    more = SHIPPED_WORKERS + 1
+    assert server.manage("PUT", f"/models/{MODEL}", params={"min_worker": more, "max_worker": more, "synchronous": "true"}).status_code == 200
     try:
-        assert len(describe(server)["workers"]) == 2
+        assert len(describe(server)["workers"]) == more
         assert server.predict(MODEL, data=encode(coffee, "JPEG")).status_code == 200
     finally:
-        server.manage("PUT", f"/models/{MODEL}", params={"min_worker": 1, "max_worker": 1, "synchronous": "true"})
-    assert len(describe(server)["workers"]) == 1
+        server.manage("PUT", f"/models/{MODEL}", params={"min_worker": SHIPPED_WORKERS, "max_worker": SHIPPED_WORKERS,
+                                                          "synchronous": "true"})
+    assert len(describe(server)["workers"]) == SHIPPED_WORKERS
 
 
 @pytest.fixture
