@@ -46,7 +46,7 @@ def _make_context(model_dir: Path, yaml_config: dict | None = None, gpu_id: int 
     metrics.model_name = Path(model_dir).name
     metrics.set_request_ids(str(uuid.uuid4()))
     return Context(
-        Path(model_dir).name, str(model_dir), manifest, 8, gpu_id, ts.__version__,
+        Path(model_dir).name, str(model_dir), manifest, int((yaml_config or {}).get("batchSize", 1)), gpu_id, ts.__version__,
         metrics=metrics, model_yaml_config=yaml_config or {},
     )
 

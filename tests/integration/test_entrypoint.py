@@ -71,6 +71,8 @@ def container(env, app) -> TorchServe:
     server = TorchServe(root, urls, process)
     try:
         server.wait_until_ready()
+        # /ping is Healthy with one worker up; the tests below want every worker READY (serve.py's ready: line)
+        poll_until(lambda: "ready: " in (root / "serve.out").read_text(), 240, "the ready: line")
         yield server
     finally:
         if process.poll() is None:
