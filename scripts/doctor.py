@@ -18,6 +18,7 @@ from pathlib import Path
 
 from scripts import java
 from scripts.ts_config import listen_addresses
+from scripts.v2_front import parse_listen
 
 REPO = Path(__file__).resolve().parent.parent
 PINNED = ("torch", "torchvision", "torchserve", "torch-model-archiver", "torch-workflow-archiver")
@@ -89,8 +90,7 @@ def check_ports(config: Path, v2_front: str = "") -> list[Check]:
     """TorchServe's ports from the config, and the v2 front's (`make serve` starts it too)."""
     checks, addresses = [], listen_addresses(config.read_text())
     if v2_front:
-        host, port = v2_front.rsplit(":", 1)
-        addresses["v2 front"] = (host, int(port))
+        addresses["v2 front"] = parse_listen(v2_front)
     for name, (host, port) in addresses.items():
         with socket.socket() as sock:
             free = sock.connect_ex(("127.0.0.1" if host == "0.0.0.0" else host, port)) != 0

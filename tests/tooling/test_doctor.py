@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from scripts import doctor
 from scripts.ts_config import listen_addresses, local_url
 
@@ -26,14 +28,19 @@ def test_pinned_versions_match_pyproject():
     assert pins["torchserve"] == "0.12.0"
 
 
-def test_a_taken_port_fails_with_a_fix(tmp_path):
+@pytest.fixture
+def taken_port():
+    """A port something listens on, for as long as the test runs."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        port = listener.getsockname()[1]
-        config = tmp_path / "config.properties"
-        config.write_text(f"inference_address=http://127.0.0.1:{port}\n")
-        (check,) = doctor.check_ports(config)
+        yield listener.getsockname()[1]
+
+
+def test_a_taken_port_fails_with_a_fix(tmp_path, taken_port):
+    config = tmp_path / "config.properties"
+    config.write_text(f"inference_address=http://127.0.0.1:{taken_port}\n")
+    (check,) = doctor.check_ports(config)
     assert not check.ok and "make stop" in check.fix
 
 
@@ -44,12 +51,8 @@ def test_this_machine_passes_the_required_checks(tmp_path):
     assert failed == []
 
 
-def test_a_taken_v2_front_port_names_v2_front(tmp_path):
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        config = tmp_path / "config.properties"
-        config.write_text("")
-        (check,) = doctor.check_ports(config, f"127.0.0.1:{port}")
-    assert not check.ok and check.name == f"port {port} (v2 front)" and "V2_FRONT=" in check.fix
+def test_a_taken_v2_front_port_names_v2_front(tmp_path, taken_port):
+    config = tmp_path / "config.properties"
+    config.write_text("")
+    (check,) = doctor.check_ports(config, f"127.0.0.1:{taken_port}")
+    assert not check.ok and check.name == f"port {taken_port} (v2 front)" and "V2_FRONT=" in check.fix
