@@ -289,17 +289,11 @@ class BundleHandler(BaseHandler):
     def _decode_one(self, idx: int, request: dict, headers: Mapping[str, str], v2_requests: dict[int, Any]) -> list[Any]:
         """One request's items; a v2 request is noted in `v2_requests` first, so even its parse error is v2."""
         payload = request_payload(request)
-        try:
-            json_length = oip.header_length(headers)
-        except oip.ProtocolError:
-            v2_requests[idx] = None
-            raise
-        if not oip.is_v2(payload, json_length):
+        if not oip.is_v2(payload, headers):
             return [self.decode_request(request)]
         v2_requests[idx] = None
-        v2_requests[idx] = v2 = oip.parse(payload, json_length)
-        signature = self.v2_signature() or {}
-        oip.select_outputs(v2, [oip.Tensor(o["name"], o["datatype"], (), ()) for o in signature.get("outputs", [])])
+        v2_requests[idx] = v2 = oip.parse(payload, oip.header_length(headers))
+        oip.check_outputs(v2, [o["name"] for o in (self.v2_signature() or {}).get("outputs", [])])
         return self.decode_v2(v2)
 
     def run_isolated(self, indices: list[int], items: dict[int, Any]) -> dict[int, Any]:

@@ -89,16 +89,17 @@ def header_length(headers: Mapping[str, str]) -> int | None:
     return length
 
 
-def is_v2(payload: Any, json_length: int | None) -> bool:
-    """A v2 request: the binary extension's header, or a JSON object with `inputs` (as a dict, or
-    as JSON text TorchServe could not parse, which `parse` then refuses with the parser's reason)."""
-    if json_length is not None:
+def is_v2(payload: Any, headers: Mapping[str, str]) -> bool:
+    """A v2 request: the binary extension's header (any case), or a JSON object with `inputs` (as a
+    dict, or as JSON text TorchServe could not parse, which `parse` then refuses with the parser's reason)."""
+    if any(k.lower() == HEADER_LENGTH for k in headers):
         return True
     if isinstance(payload, Mapping):
         return "inputs" in payload
     if isinstance(payload, (bytes, bytearray, str)):
         head = payload[:256].lstrip()
-        return head[:1] in (b"{", "{") and (b'"inputs"' in head if isinstance(head, (bytes, bytearray)) else '"inputs"' in head)
+        key = '"inputs"' if isinstance(head, str) else b'"inputs"'
+        return head[:1] in (b"{", "{") and key in head
     return False
 
 
@@ -228,14 +229,19 @@ def _requested_outputs(entries: Any) -> tuple[tuple[str, bool], ...]:
     return tuple(asked)
 
 
+def check_outputs(request: InferRequest, names: Sequence[str]) -> None:
+    """Every output the request asks for is one of `names`, the model's; else a ProtocolError."""
+    unknown = [name for name, _ in request.outputs if name not in names]
+    if unknown:
+        raise ProtocolError(f"unknown output {unknown[0]!r}; this model has {', '.join(names)}")
+
+
 def select_outputs(request: InferRequest, available: Sequence[Tensor]) -> list[tuple[Tensor, bool]]:
     """The outputs to send, each with whether it goes binary; an unknown name is a ProtocolError."""
     by_name = {t.name: t for t in available}
+    check_outputs(request, list(by_name))
     if not request.outputs:
         return [(t, request.binary_output) for t in available]
-    unknown = [name for name, _ in request.outputs if name not in by_name]
-    if unknown:
-        raise ProtocolError(f"unknown output {unknown[0]!r}; this model has {', '.join(by_name)}")
     return [(by_name[name], binary or request.binary_output) for name, binary in request.outputs]
 
 

@@ -34,7 +34,7 @@ def tensor(name, array, datatype, binary=True):
     (None, {}, False),
 ])
 def test_what_counts_as_v2(payload, headers, expected):
-    assert oip.is_v2(payload, oip.header_length(headers)) is expected
+    assert oip.is_v2(payload, headers) is expected
 
 
 def test_binary_request_from_tritonclient_parses():
