@@ -41,6 +41,8 @@ def load_cell(client: Client, model: str, body: bytes, settings: dict, concurren
     if wrk:
         headers = {**client.auth("inference"), "Content-Type": content_type}
         summary = run_wrk(client.prediction_url(model), body, headers, concurrency, wrk_seconds, wrk)
+        if summary["requests"] == 0:  # no answer inside a short window (the oversubscribed stock handler): not 0 req/s
+            summary = run_wrk(client.prediction_url(model), body, headers, concurrency, max(4 * wrk_seconds, 4.0), wrk)
     else:
         summary = python_load(client, model, body, content_type, max(total, 2 * concurrency), concurrency)
     return {**{key: settings[key] for key in SETTING_KEYS}, "concurrency": concurrency, "requests": summary["requests"],
