@@ -1,14 +1,19 @@
 """deploy/k8s for real: both overlays render with kubectl kustomize and validate against the
 Kubernetes schemas offline; the CPU overlay runs under `podman kube play` (make kube-play) and
-serves a photo through the gateway with the shared token, and refuses no token or a wrong one."""
+serves a photo through the gateway with the shared token, and refuses no token or a wrong one.
+The gateway's v2 routes too: health and metadata to the v2 front without the token, infer
+(versioned or not) to TorchServe with it, and its own 413 as JSON."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
+import tritonclient.http as httpclient
 import yaml
+from tritonclient.utils import InferenceServerException
 
 from tests.container.engine import ENV, REPO, http, which_engine
 
@@ -76,3 +81,35 @@ def test_gateway_refuses_no_token_and_a_wrong_one(kube_play, key):
 def test_management_is_not_published(kube_play):
     with pytest.raises(OSError):
         http("GET", "http://127.0.0.1:8081/models", kube_play, timeout=3)
+
+
+def test_gateway_sends_v2_health_and_metadata_to_the_front_without_the_token(kube_play):
+    assert http("GET", f"{GATEWAY}/v2/health/live")[0] == 200
+    assert http("GET", f"{GATEWAY}/v2/health/ready")[0] == 200  # kube-play waited for the pod's readiness
+    status, body, _ = http("GET", f"{GATEWAY}/v2/models/efficientnet_lite0")
+    assert status == 200 and [i["name"] for i in body["inputs"]] == ["image"], body
+    status, body, _ = http("POST", f"{GATEWAY}/v2/health/ready", data=b"{}")
+    assert status == 405 and "error" in body, body
+
+
+def test_gateway_v2_infer_classifies_with_the_token_and_refuses_without(kube_play):
+    photo = httpclient.InferInput("image", [1], "BYTES")
+    photo.set_data_from_numpy(np.array([(REPO / "samples" / "cat.jpg").read_bytes()], dtype=np.object_))
+    client = httpclient.InferenceServerClient(GATEWAY.removeprefix("http://"), network_timeout=120)
+    try:
+        for version in ("", "1.0"):  # /v2/models/m/infer and /v2/models/m/versions/1.0/infer
+            result = client.infer("efficientnet_lite0", [photo], model_version=version,
+                                  headers={"Authorization": f"Bearer {kube_play}"})
+            assert result.as_numpy("labels")[0][0].decode() in CAT
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("efficientnet_lite0", [photo])
+        assert refused.value.status() == "401" and "Bearer" in refused.value.message()
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("path, field", [("/predictions/efficientnet_lite0", "message"),
+                                         ("/v2/models/efficientnet_lite0/infer", "error")])
+def test_gateway_refuses_a_body_over_its_limit_with_json(kube_play, path, field):
+    status, body, _ = http("POST", GATEWAY + path, kube_play, b"\0" * (20 * 2**20 + 1))
+    assert status == 413 and "20 MB" in body[field], body
