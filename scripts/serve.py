@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 from scripts import java, readiness
-from scripts.v2_front import Sidecar, listen_arg
+from scripts.v2_front import listen_arg
+from scripts.v2_sidecar import Sidecar
 from scripts.workflows import register_all
 
 STOP_TIMEOUT_S = 60

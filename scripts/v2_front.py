@@ -3,6 +3,7 @@
     python -m scripts.v2_front --listen 127.0.0.1:8090 --config config.properties --key-file key_file.json \\
         --workflows photo_embedding.war
     python -m scripts.serve --v2-front 127.0.0.1:8090 ...     # make serve, SERVE_V2_FRONT: beside TorchServe
+                                                               # (as a child: scripts/v2_sidecar.py)
 
 TorchServe 0.12 routes POST /v2/models/{m}/infer (no version) to the model's handler, but has no
 model metadata or model ready route (404), and its /v2/health/ready (ts_open_inference_protocol=true
@@ -32,7 +33,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -46,14 +46,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 from scripts import readiness
 
-REPO = Path(__file__).resolve().parent.parent
 NAME = "torchserve"
 EXTENSIONS = ("binary_tensor_data",)
 DEFAULT_PLATFORM = "torchserve"  # when a handler's v2 block names none
 DESCRIBE_TIMEOUT_S = 30  # a describe is a job in the worker's queue, behind the requests waiting there
 FORWARD_TIMEOUT_S = 120  # above default_response_timeout (60 s), as the k8s gateway's proxy_read_timeout
-START_TIMEOUT_S = 30
-POLL_S = 0.2
 CHUNK = 64 * 1024
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "expect"})
@@ -465,74 +462,13 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def launch(listen: str, config: Path, key_file: Path, workflows: list[str] | tuple[str, ...] = (), **popen) -> subprocess.Popen:
-    """The front as a child process in its own session: a Ctrl-C reaches it only through whoever started it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "scripts.v2_front", "--listen", listen, "--config", str(Path(config).resolve()),
-               "--key-file", str(Path(key_file).resolve()), *(["--workflows", *workflows] if workflows else [])]
-    return subprocess.Popen(command, env=env, start_new_session=True, **popen)
-
-
-def wait_listening(process: subprocess.Popen, listen: str, timeout_s: float = START_TIMEOUT_S) -> bool:
-    """Until the front accepts connections (True), or has exited or timed out (False)."""
-    host, port = parse_listen(listen)
-    deadline = time.monotonic() + timeout_s
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1" if host == "0.0.0.0" else host, port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(POLL_S)
-    return False
-
-
-def stop(process: subprocess.Popen, timeout_s: float = 10) -> int:
-    process.terminate()
-    try:
-        return process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
-
-
-class Sidecar:
-    """The front beside the TorchServe that scripts/serve.py runs: started once it answers, stopped after it."""
-
-    def __init__(self, listen: str, config: Path, key_file: Path, workflows: list[str]) -> None:
-        self.listen, self.config, self.key_file, self.workflows = listen, Path(config), Path(key_file), workflows
-        self.process: subprocess.Popen | None = None
-        self._stopped = False
-        self._lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.listen}"
-
-    def start_when_up(self, timeout_s: float) -> str | None:
-        """Start once TorchServe's inference API answers; what went wrong, or None when it listens."""
-        front = Front.from_config(self.config, self.key_file, self.workflows)
-        deadline = time.monotonic() + timeout_s
-        while not self._stopped:
-            try:
-                front.live()
-                break
-            except V2Error as error:
-                if time.monotonic() >= deadline:
-                    return str(error)
-                time.sleep(POLL_S)
-        with self._lock:
-            if self._stopped:
-                return "TorchServe stopped first"
-            self.process = launch(self.listen, self.config, self.key_file, self.workflows)
-        if not wait_listening(self.process, self.listen):
-            return f"it does not listen on {self.listen} (exit code {self.process.poll()})"
-        return None
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-        if self.process is not None and self.process.poll() is None:
-            stop(self.process)
+def exit_with_parent(parent_pid: int, shut_down, poll_s: float = 1.0) -> None:
+    """Shut down once the parent is gone: a SIGKILLed serve.py must not leave the front holding its
+    port. An orphan is re-parented (to init or a subreaper), so its parent pid changes."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    print(f"v2 front: parent {parent_pid} is gone, shutting down", flush=True)
+    shut_down()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -541,15 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path("config.properties"), help="TorchServe's config (its addresses)")
     parser.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="TorchServe's; absent: token auth off")
     parser.add_argument("--workflows", nargs="*", default=[], help="workflow names or .war archives /v2/health/ready waits for")
+    parser.add_argument("--parent-pid", type=int, help="exit once this process is gone (set by scripts/v2_sidecar.py)")
     args = parser.parse_args(argv)
     front = Front.from_config(args.config, args.key_file, args.workflows)
     httpd = FrontServer(args.listen, front)
 
-    def shut_down(_signum, _frame):  # shutdown() waits for serve_forever, which runs in this thread
+    def shut_down(_signum=None, _frame=None):  # shutdown() waits for serve_forever, which runs in this thread
         threading.Thread(target=httpd.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, shut_down)
     signal.signal(signal.SIGINT, shut_down)
+    if args.parent_pid:
+        threading.Thread(target=exit_with_parent, args=(args.parent_pid, shut_down), daemon=True).start()
     host, port = httpd.server_address[:2]
     print(f"v2 front: http://{host}:{port} -> TorchServe {front.inference_url} (management {front.server.management_url})", flush=True)
     httpd.serve_forever()

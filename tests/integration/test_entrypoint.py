@@ -141,6 +141,18 @@ def test_the_v2_front_starts_beside_torchserve(container, env):
     assert len(front_processes(env)) == 1
 
 
+def test_a_v2_front_that_dies_is_started_again(container, env):
+    """serve.py watches the front (scripts/v2_sidecar.py): SIGKILLed, a new one answers, and it says so."""
+    front = f"http://{env['SERVE_V2_FRONT']}"
+    (first,) = front_processes(env)
+    first.kill()
+    first.wait(timeout=10)
+    poll_until(lambda: [p.pid for p in front_processes(env)] not in ([], [first.pid]), 60, "a new v2 front")
+    assert poll_until(lambda: requests.get(f"{front}/v2/health/live", timeout=5).status_code == 200, 60,
+                      "the new front to answer", ignore=(requests.ConnectionError,))
+    assert "serve: v2 front exited (code -9); starting it again in 1 s" in (container.workdir / "serve.out").read_text()
+
+
 def test_snapshots_go_to_the_log_dir(container):
     startup = sorted((container.workdir / "logs" / "config").glob("*-startup.cfg"))
     assert startup, "no startup snapshot in SERVE_LOG_DIR/config"

@@ -18,7 +18,7 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from scripts import v2_front
+from scripts import v2_sidecar
 from scripts.torchserve import REPO, free_port
 from tests.integration.recipes import documented_recipes, documented_value, run_recipe
 
@@ -40,11 +40,11 @@ def front(server, tmp_path_factory) -> str:
     listen = f"127.0.0.1:{free_port()}"
     log_path = tmp_path_factory.mktemp("v2-front") / "front.out"
     with open(log_path, "wb") as log:
-        process = v2_front.launch(listen, server.workdir / "config.properties", server.key_file, WORKFLOWS,
+        process = v2_sidecar.launch(listen, server.workdir / "config.properties", server.key_file, WORKFLOWS,
                                   stdout=log, stderr=subprocess.STDOUT)
-    assert v2_front.wait_listening(process, listen), log_path.read_text()
+    assert v2_sidecar.wait_listening(process, listen), log_path.read_text()
     yield f"http://{listen}"
-    assert v2_front.stop(process) == 0, log_path.read_text()  # SIGTERM: a clean shutdown
+    assert v2_sidecar.stop(process) == 0, log_path.read_text()  # SIGTERM: a clean shutdown
 
 
 @pytest.fixture(scope="module")

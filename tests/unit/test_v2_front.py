@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from scripts.v2_front import Body, Route, Sidecar, V2Error, infer_target, model_metadata, parse_listen, route, v2_block, wrapped_error
+from scripts.v2_front import Body, Route, V2Error, infer_target, model_metadata, parse_listen, route, v2_block, wrapped_error
 
 IMAGE_V2 = {"platform": "onnxruntime_onnx",
             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
@@ -171,22 +171,3 @@ def test_an_empty_body_is_done_at_once():
 def test_a_body_cut_short_ends():
     body = Body(io.BytesIO(b"abc"), 10)
     assert read_all(body, 4) == b"abc" and body.done
-
-
-@pytest.fixture
-def sidecar(tmp_path) -> Sidecar:
-    """A Sidecar whose TorchServe never answers (port 9, nothing listens)."""
-    config = tmp_path / "config.properties"
-    config.write_text("inference_address=http://127.0.0.1:9\nmanagement_address=http://127.0.0.1:9\n")
-    return Sidecar("127.0.0.1:1", config, tmp_path / "key_file.json", [])
-
-
-def test_a_sidecar_stopped_before_torchserve_answers_never_starts(sidecar):
-    """serve.py's SIGTERM can come while the front waits for TorchServe: it must not start after."""
-    sidecar.stop()
-    assert sidecar.start_when_up(5) == "TorchServe stopped first" and sidecar.process is None
-
-
-def test_a_sidecar_gives_up_when_torchserve_never_answers(sidecar):
-    problem = sidecar.start_when_up(0.3)
-    assert "does not answer" in problem and sidecar.process is None
