@@ -21,6 +21,7 @@ from tests.container.conftest import unique
 from tests.container.engine import REPO, engine, free_port, http
 
 RUNTIME = REPO / "deploy" / "kserve" / "base" / "servingruntime.yaml"
+SERVICE = REPO / "deploy" / "kserve" / "base" / "inferenceservice.yaml"
 READY_TIMEOUT_S = 600
 CATS = {"tabby", "tiger cat", "Egyptian cat"}
 
@@ -28,6 +29,22 @@ CATS = {"tabby", "tiger cat", "Egyptian cat"}
 def runtime_container() -> dict:
     (container,) = yaml.safe_load(RUNTIME.read_text())["spec"]["containers"]
     return container
+
+
+def memory_limit() -> str:
+    """The InferenceService's memory limit (KServe puts it on the runtime container), as podman's --memory."""
+    limit = yaml.safe_load(SERVICE.read_text())["spec"]["predictor"]["model"]["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi"), limit
+    return f"{limit.removesuffix('Gi')}g"
+
+
+def cgroup_memory(name: str) -> dict[str, int]:
+    """The container's memory cgroup (v1 or v2): its limit, peak and OOM kills so far, in bytes."""
+    script = ("cd /sys/fs/cgroup; if [ -f memory.max ]; then cat memory.max memory.peak; "
+              "grep -w oom_kill memory.events | cut -d' ' -f2; else cat memory/memory.limit_in_bytes "
+              "memory/memory.max_usage_in_bytes; grep -w oom_kill memory/memory.oom_control | cut -d' ' -f2; fi")
+    limit, peak, kills = engine("exec", name, "sh", "-c", script).stdout.split()
+    return {"limit": int(limit), "peak": int(peak), "oom_kills": int(kills)}
 
 
 def kserve_layout(image: str, root: Path) -> Path:
@@ -56,6 +73,7 @@ def pod(image, tmp_path_factory):
     user = spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
     read_only = ["--read-only"] if spec["securityContext"]["readOnlyRootFilesystem"] else []
     engine("run", "-d", "--name", name, "--user", f"{user[0]}:{user[1]}", *read_only, "--cap-drop", "ALL",
+           "--memory", memory_limit(), "--memory-swap", memory_limit(),  # no swap, as on a node
            "-p", f"127.0.0.1:{host_port}:{port_spec['containerPort']}", *env, *mounts,
            "-v", f"{layout}:/mnt/models:ro", image)
     try:
@@ -115,3 +133,13 @@ def test_torchserves_token_still_guards_inference(pod):
                            data=b'{"inputs":[{"name":"text","datatype":"BYTES","shape":[1],"data":["x"]}]}',
                            headers={"Content-Type": "application/json"})
     assert status == 400 and "error" in body
+
+
+def test_the_runtime_fits_the_inference_services_memory_limit(pod):
+    """After the infers above (module order): the limit is the one KServe would set, and was never hit."""
+    name, _, _ = pod
+    memory = cgroup_memory(name)
+    print(f"\ncontainer tier: KServe runtime memory peak {memory['peak'] / 2**30:.2f} GiB "
+          f"of its {memory['limit'] / 2**30:.2f} GiB limit, {memory['oom_kills']} OOM kills")
+    assert memory["limit"] == int(memory_limit().removesuffix("g")) * 2**30
+    assert memory["oom_kills"] == 0 and memory["peak"] < memory["limit"]
