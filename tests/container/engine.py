@@ -39,6 +39,15 @@ def engine(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
     return result
 
 
+def cgroup_memory(name: str) -> dict[str, int]:
+    """The container's memory cgroup (v1 or v2): its limit, peak and OOM kills so far, in bytes."""
+    script = ("cd /sys/fs/cgroup; if [ -f memory.max ]; then cat memory.max memory.peak; "
+              "grep -w oom_kill memory.events | cut -d' ' -f2; else cat memory/memory.limit_in_bytes "
+              "memory/memory.max_usage_in_bytes; grep -w oom_kill memory/memory.oom_control | cut -d' ' -f2; fi")
+    limit, peak, kills = engine("exec", name, "sh", "-c", script).stdout.split()
+    return {"limit": int(limit), "peak": int(peak), "oom_kills": int(kills)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,7 @@ import tritonclient.http as httpclient
 import yaml
 
 from tests.container.conftest import unique
-from tests.container.engine import REPO, engine, free_port, http
+from tests.container.engine import REPO, cgroup_memory, engine, free_port, http
 
 RUNTIME = REPO / "deploy" / "kserve" / "base" / "servingruntime.yaml"
 SERVICE = REPO / "deploy" / "kserve" / "base" / "inferenceservice.yaml"
@@ -36,15 +36,6 @@ def memory_limit() -> str:
     limit = yaml.safe_load(SERVICE.read_text())["spec"]["predictor"]["model"]["resources"]["limits"]["memory"]
     assert limit.endswith("Gi"), limit
     return f"{limit.removesuffix('Gi')}g"
-
-
-def cgroup_memory(name: str) -> dict[str, int]:
-    """The container's memory cgroup (v1 or v2): its limit, peak and OOM kills so far, in bytes."""
-    script = ("cd /sys/fs/cgroup; if [ -f memory.max ]; then cat memory.max memory.peak; "
-              "grep -w oom_kill memory.events | cut -d' ' -f2; else cat memory/memory.limit_in_bytes "
-              "memory/memory.max_usage_in_bytes; grep -w oom_kill memory/memory.oom_control | cut -d' ' -f2; fi")
-    limit, peak, kills = engine("exec", name, "sh", "-c", script).stdout.split()
-    return {"limit": int(limit), "peak": int(peak), "oom_kills": int(kills)}
 
 
 def kserve_layout(image: str, root: Path) -> Path:

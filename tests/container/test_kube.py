@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import tritonclient.http as httpclient
 import yaml
 from tritonclient.utils import InferenceServerException
 
-from tests.container.engine import ENV, REPO, http, which_engine
+from tests.container.engine import ENV, REPO, cgroup_memory, http, which_engine
 
 K8S_VERSION = "1.32.0"  # the kubectl installed here; the schemas ship inside kubernetes-validate
 GATEWAY = "http://127.0.0.1:8000"
@@ -113,3 +114,36 @@ def test_gateway_v2_infer_classifies_with_the_token_and_refuses_without(kube_pla
 def test_gateway_refuses_a_body_over_its_limit_with_json(kube_play, path, field):
     status, body, _ = http("POST", GATEWAY + path, kube_play, b"\0" * (20 * 2**20 + 1))
     assert status == 413 and "20 MB" in body[field], body
+
+
+@pytest.fixture(scope="module")
+def burst(kube_play) -> list[int]:
+    """64 photos and 64 texts, 16 at a time through the gateway: full batches in every worker."""
+    jobs = [("efficientnet_lite0", (REPO / "samples" / "cat.jpg").read_bytes(), {}),
+            ("minilm", b'{"text": "A cup of espresso on a wooden table."}', {"Content-Type": "application/json"})] * 64
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(lambda job: http("POST", f"{GATEWAY}/predictions/{job[0]}", kube_play, job[1], job[2])[0], jobs))
+
+
+@pytest.mark.parametrize("container", ["torchserve", "gateway"])
+def test_the_pod_runs_within_the_overlays_memory_limits(kube_play, burst, container):
+    """kube play applies the overlay's resources.limits.memory as the container's cgroup limit;
+    the peak after a burst of full batches stays under it."""
+    assert set(burst) == {200}
+    pod = deployment()
+    (spec,) = [c for c in pod["spec"]["template"]["spec"]["containers"] if c["name"] == container]
+    memory = cgroup_memory(f"{pod['metadata']['name']}-pod-0-{container}")  # podman's name for replica 0's container
+    print(f"\ncontainer tier: kube-play {container} memory peak {memory['peak'] / 2**30:.2f} GiB "
+          f"of its {memory['limit'] / 2**30:.2f} GiB limit, {memory['oom_kills']} OOM kills")
+    assert memory["limit"] == quantity(spec["resources"]["limits"]["memory"])
+    assert memory["oom_kills"] == 0 and memory["peak"] < memory["limit"]
+
+
+def deployment() -> dict:
+    return next(doc for doc in render("cpu") if doc["kind"] == "Deployment")
+
+
+def quantity(text: str) -> int:
+    """A Kubernetes memory quantity in bytes (the binary suffixes the manifests use)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(text[:-2]) * units[text[-2:]] if text[-2:] in units else int(text)
