@@ -1,8 +1,9 @@
 """Faults, on a server of this module's own (started with snapshots on, as the container runs):
 the worker process SIGKILLed under load, then TorchServe stopped and started again.
 
-  - SIGKILL: TorchServe starts a new worker; only the requests in flight may fail (TorchServe
-    answers them 507 "Worker died."); the recovery time is measured and reported.
+  - SIGKILL: TorchServe starts a new worker; only the requests in flight may fail, with "Worker
+    died.": 507 when TorchServe has already read the worker's exit code 137, else 500 (its
+    WorkerThread's default; a race, both seen here); the recovery time is measured and reported.
   - Restart: the models, versions, default version, worker counts and batch settings come back
     from the snapshot folder (<log-dir>/config) through scripts/serve.py --snapshots.
 """
@@ -33,6 +34,7 @@ RECOVERY_TARGET_S = 10
 RECOVERY_LIMIT_S = 60
 """What the test asserts: a loaded 2-core CI box must not fail on a slow model load."""
 WORKER_DIED = "Worker died."
+WORKER_DIED_STATUSES = (500, 507)  # 507 only if the JVM saw exit code 137 before answering (module docstring)
 
 
 @dataclass
@@ -103,8 +105,8 @@ def test_sigkill_of_the_worker_under_load(own):
            first_answer_s=round(answered_s, 1), target_s=RECOVERY_TARGET_S)
     assert result.lost == 0 and not result.failures, result.summary()
     assert failed <= KILL_CONCURRENCY, "more requests failed than were in flight"
-    assert set(result.statuses) <= {200, 507}
-    assert all(line.startswith("507") and WORKER_DIED in line for line in result.error_bodies), result.error_bodies
+    assert set(result.statuses) <= {200, *WORKER_DIED_STATUSES}
+    assert all(line[:3] in map(str, WORKER_DIED_STATUSES) and WORKER_DIED in line for line in result.error_bodies), result.error_bodies
     assert answered_s <= RECOVERY_LIMIT_S
 
 
