@@ -48,6 +48,12 @@ def cgroup_memory(name: str) -> dict[str, int]:
     return {"limit": int(limit), "peak": int(peak), "oom_kills": int(kills)}
 
 
+def memory_quantity(text: str) -> int:
+    """A Kubernetes memory quantity in bytes (the binary suffixes the manifests use)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(text[:-2]) * units[text[-2:]] if text[-2:] in units else int(text)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

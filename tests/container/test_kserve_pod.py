@@ -18,7 +18,7 @@ import tritonclient.http as httpclient
 import yaml
 
 from tests.container.conftest import unique
-from tests.container.engine import REPO, cgroup_memory, engine, free_port, http
+from tests.container.engine import REPO, cgroup_memory, engine, free_port, http, memory_quantity
 
 RUNTIME = REPO / "deploy" / "kserve" / "base" / "servingruntime.yaml"
 SERVICE = REPO / "deploy" / "kserve" / "base" / "inferenceservice.yaml"
@@ -31,11 +31,9 @@ def runtime_container() -> dict:
     return container
 
 
-def memory_limit() -> str:
-    """The InferenceService's memory limit (KServe puts it on the runtime container), as podman's --memory."""
-    limit = yaml.safe_load(SERVICE.read_text())["spec"]["predictor"]["model"]["resources"]["limits"]["memory"]
-    assert limit.endswith("Gi"), limit
-    return f"{limit.removesuffix('Gi')}g"
+def memory_limit() -> int:
+    """The InferenceService's memory limit in bytes (KServe puts it on the runtime container)."""
+    return memory_quantity(yaml.safe_load(SERVICE.read_text())["spec"]["predictor"]["model"]["resources"]["limits"]["memory"])
 
 
 def kserve_layout(image: str, root: Path) -> Path:
@@ -64,7 +62,7 @@ def pod(image, tmp_path_factory):
     user = spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
     read_only = ["--read-only"] if spec["securityContext"]["readOnlyRootFilesystem"] else []
     engine("run", "-d", "--name", name, "--user", f"{user[0]}:{user[1]}", *read_only, "--cap-drop", "ALL",
-           "--memory", memory_limit(), "--memory-swap", memory_limit(),  # no swap, as on a node
+           "--memory", f"{memory_limit()}b", "--memory-swap", f"{memory_limit()}b",  # no swap, as on a node
            "-p", f"127.0.0.1:{host_port}:{port_spec['containerPort']}", *env, *mounts,
            "-v", f"{layout}:/mnt/models:ro", image)
     try:
@@ -132,5 +130,5 @@ def test_the_runtime_fits_the_inference_services_memory_limit(pod):
     memory = cgroup_memory(name)
     print(f"\ncontainer tier: KServe runtime memory peak {memory['peak'] / 2**30:.2f} GiB "
           f"of its {memory['limit'] / 2**30:.2f} GiB limit, {memory['oom_kills']} OOM kills")
-    assert memory["limit"] == int(memory_limit().removesuffix("g")) * 2**30
+    assert memory["limit"] == memory_limit()
     assert memory["oom_kills"] == 0 and memory["peak"] < memory["limit"]

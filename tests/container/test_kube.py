@@ -16,7 +16,7 @@ import tritonclient.http as httpclient
 import yaml
 from tritonclient.utils import InferenceServerException
 
-from tests.container.engine import ENV, REPO, cgroup_memory, http, which_engine
+from tests.container.engine import ENV, REPO, cgroup_memory, http, memory_quantity, which_engine
 
 K8S_VERSION = "1.32.0"  # the kubectl installed here; the schemas ship inside kubernetes-validate
 GATEWAY = "http://127.0.0.1:8000"
@@ -135,15 +135,10 @@ def test_the_pod_runs_within_the_overlays_memory_limits(kube_play, burst, contai
     memory = cgroup_memory(f"{pod['metadata']['name']}-pod-0-{container}")  # podman's name for replica 0's container
     print(f"\ncontainer tier: kube-play {container} memory peak {memory['peak'] / 2**30:.2f} GiB "
           f"of its {memory['limit'] / 2**30:.2f} GiB limit, {memory['oom_kills']} OOM kills")
-    assert memory["limit"] == quantity(spec["resources"]["limits"]["memory"])
+    assert memory["limit"] == memory_quantity(spec["resources"]["limits"]["memory"])
     assert memory["oom_kills"] == 0 and memory["peak"] < memory["limit"]
 
 
 def deployment() -> dict:
     return next(doc for doc in render("cpu") if doc["kind"] == "Deployment")
 
-
-def quantity(text: str) -> int:
-    """A Kubernetes memory quantity in bytes (the binary suffixes the manifests use)."""
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-    return int(text[:-2]) * units[text[-2:]] if text[-2:] in units else int(text)
