@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -36,15 +37,18 @@ def metrics():
     return cache
 
 
-def sent(caplog) -> list[tuple[str, str, float, dict[str, str], str]]:
-    """(name, unit, value, labels, type) of every [METRICS] line logged."""
+def sent(caplog, model: str | None = None) -> list[tuple[str, str, float, dict[str, str], str]]:
+    """(name, unit, value, labels, type) of the [METRICS] lines logged: those of this thread (where
+    report_batch runs), or with `model`, that model's from any thread (its heartbeat's own). Other
+    handlers' heartbeat threads, started by the handler tier in this process, log here too."""
     lines = []
     for record in caplog.records:
         match = LINE.search(record.getMessage())
-        if match:
+        if match and (model is not None or record.thread == threading.get_ident()):
             name, unit, value, dims, kind = match.groups()
             labels = dict(pair.split(":", 1) for pair in dims.split(",") if pair)
-            lines.append((name, unit, float(value), labels, kind))
+            if model is None or labels.get("ModelName") == model:
+                lines.append((name, unit, float(value), labels, kind))
     return lines
 
 
@@ -105,11 +109,11 @@ def test_worker_start_counts_once_and_beats_until_stopped(metrics, caplog):
     caplog.set_level(logging.INFO)
     stop = report_worker_start(metrics, period_s=0.01)
     deadline = time.monotonic() + 5
-    while sum(name == "HandlerWorkerHeartbeats" for name, *_ in sent(caplog)) < 3:
+    while sum(name == "HandlerWorkerHeartbeats" for name, *_ in sent(caplog, "probe")) < 3:
         assert time.monotonic() < deadline, "no heartbeat"
         time.sleep(0.01)
     stop.set()
-    names = [name for name, *_ in sent(caplog)]
+    names = [name for name, *_ in sent(caplog, "probe")]
     assert names.count("HandlerWorkerStarts") == 1
 
 
