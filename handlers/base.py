@@ -6,14 +6,19 @@ Lifecycle, as TorchServe drives it:
                             `onnxruntime`: the verified model.onnx in a session), `setup()`, then a
                             warm-up on `example_request()` so the first real request is not the slow one
   handle(requests, context) once per batch:
-      decode_request(request) -> item      per request; a RequestError fails that request only
-      collate(items) -> batch              CPU: a tensor, or a dict of tensors; moved to the device here
+      decode_request(request) -> item      per request, in `decode_threads` threads; a RequestError
+                                           fails that request only
+      decode_batch(items) -> items         once per batch: what is cheaper decoded all at once (a
+                                           batch's JPEGs on the GPU); an item may become a RequestError
+      collate(items) -> batch              a tensor, or a dict of tensors; moved to the device here
       infer(batch) -> batch output         under inference_mode (and autocast if configured)
       split(output, items) -> results      one per item (default: one output row per item)
       encode_response(result) -> JSON      per request; sent as compact JSON text (`compact_json`)
 
 If the model raises on a batch, the batch is split in half and each half retried, so a poisoned
 item fails alone (500) and an out-of-memory batch shrinks down to single items (507 at one).
+Every batch size the worker can run is warmed in initialize (or, with `pad_to_bucket`, batches are
+padded to a few warmed sizes), so no client meets a compilation stall.
 
 A v2 (Open Inference Protocol) request is recognised by its body (handlers.oip) on any route:
       decode_v2(request) -> items          one or more items (several images in one request)
@@ -27,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from contextvars import ContextVar
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar, copy_context
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -129,9 +135,22 @@ def thread_count(configured: int, cores: int, workers: int) -> int:
     return configured if configured > 0 else max(1, cores // max(1, workers))
 
 
-def warmup_sizes(batch_size: int) -> tuple[int, ...]:
-    """The largest and the smallest batch, twice each: TorchScript specialises on the second call."""
-    return (batch_size, 1) * 2 if batch_size > 1 else (1, 1)
+def bucket_sizes(batch_size: int) -> tuple[int, ...]:
+    """The powers of two below `batch_size`, and `batch_size`: 1, 2, 4, 8, ..., batchSize."""
+    powers = [1 << n for n in range(batch_size.bit_length()) if 1 << n < batch_size]
+    return (*powers, batch_size)
+
+
+def padded_size(count: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket that holds `count` items (`count` itself beyond the largest)."""
+    return next((size for size in buckets if size >= count), count)
+
+
+def warmup_sizes(batch_size: int, pad_to_bucket: bool) -> tuple[int, ...]:
+    """Every batch size the worker will run, largest first, twice each (TorchScript specialises on
+    the second call): the buckets when batches are padded to them, else every size up to batchSize."""
+    sizes = bucket_sizes(batch_size) if pad_to_bucket else tuple(range(1, batch_size + 1))
+    return tuple(size for size in reversed(sizes) for _ in range(2))
 
 
 def _workers(yaml_config: Mapping[str, Any]) -> int:
@@ -155,6 +174,8 @@ class BundleHandler(BaseHandler):
                                          self.device.type == "cuda" and cuda_provider_available())
         self.threads = thread_count(self.settings.threads, len(os.sched_getaffinity(0)), _workers(yaml_config))
         torch.set_num_threads(self.threads)
+        decode_threads = self.settings.decode_threads or self.threads
+        self.decode_pool = ThreadPoolExecutor(decode_threads, "decode") if decode_threads > 1 else None
         self.batch_size = int(properties.get("batch_size") or yaml_config.get("batchSize") or 1)
         self.metadata = read_metadata(model_dir)
         manifest_model = (getattr(context, "manifest", None) or {}).get("model", {})
@@ -165,8 +186,8 @@ class BundleHandler(BaseHandler):
         self.warm_up()
         self.initialized = True
         self.heartbeat = report_worker_start(getattr(context, "metrics", None))
-        log.info("%s ready on %s (%s, %s, %d threads)", self.metadata["name"], self.device, self.runtime,
-                 self.precision, self.threads)
+        log.info("%s ready on %s (%s, %s, %d threads, %d decoding)", self.metadata["name"], self.device, self.runtime,
+                 self.precision, self.threads, decode_threads)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast_for(self.device, self.precision)
@@ -190,15 +211,18 @@ class BundleHandler(BaseHandler):
         return model
 
     def warm_up(self) -> None:
-        """Run `example_request()` at the largest and the smallest batch size before serving:
-        compilation, oneDNN's kernel choice and allocations happen here, not on a client's request."""
+        """Run `example_request()` at every batch size the worker will run, before serving:
+        compilation per shape, kernel and cuDNN plan choice, allocations happen here, not on a
+        client's request (a new size stalled a GPU worker for 2-3 s: docs/gpu.md)."""
         request = self.example_request()
         if request is None:
             return
-        item = self.decode_request(request)
-        for size in warmup_sizes(self.batch_size):
-            self._forward([item] * size)
-
+        for size in warmup_sizes(self.batch_size, self.settings.pad_to_bucket):
+            items = self.decode_batch({key: self.decode_request(request) for key in range(size)})
+            failed = [item for item in items.values() if isinstance(item, RequestError)]
+            if failed:
+                raise RuntimeError(f"the warm-up request failed: {failed[0].detail}")
+            self._forward(list(items.values()))
     # ---- the per-model steps -------------------------------------------------------------
     def setup(self, model_dir: Path) -> None:
         """Load what else the handler needs from the archive (labels, tokenizer ...)."""
@@ -209,6 +233,11 @@ class BundleHandler(BaseHandler):
 
     def decode_request(self, request: dict) -> Any:
         raise NotImplementedError
+
+    def decode_batch(self, items: dict[Any, Any]) -> dict[Any, Any]:
+        """The batch's decoded items, keyed as given, after what is cheaper done for all at once
+        (default: nothing); an item that fails here becomes its RequestError, and fails alone."""
+        return items
 
     def collate(self, items: list[Any]) -> torch.Tensor | Mapping[str, torch.Tensor]:
         return torch.stack(items)
@@ -249,8 +278,9 @@ class BundleHandler(BaseHandler):
         with timer("Request"), request_ids_of(context):
             with timer("Preprocess"):
                 items, v2_requests, outcomes = self._decode_all(data, context)
+                items = self.decode_batch(items)
             with timer("Inference"):
-                results = self.run_isolated(list(items), items)
+                results = self._run_decoded(items)
             with timer("Postprocess"):
                 for idx in range(len(data)):
                     if idx not in outcomes:
@@ -271,20 +301,34 @@ class BundleHandler(BaseHandler):
         items: dict[tuple[int, int], Any] = {}
         v2_requests: dict[int, Any] = {}
         failed: dict[int, Any] = {}
-        for idx, request in enumerate(data):
-            upstream = upstream_error(request_payload(request))
-            if upstream:  # inside a workflow: an earlier node already failed this request
-                failed[idx] = upstream
-                continue
-            try:
-                decoded = self._decode_one(idx, request, request_headers(context, idx), v2_requests)
+        for idx, decoded in enumerate(self._decode_each(data, context, v2_requests)):
+            if isinstance(decoded, RequestError):
+                failed[idx] = decoded
+            else:
                 items.update({(idx, j): item for j, item in enumerate(decoded)})
-            except RequestError as err:
-                failed[idx] = err
-            except Exception:  # a bug or an unforeseen input: log it, fail this request only
-                log.exception("%s: decoding failed unexpectedly", request_tag(idx))
-                failed[idx] = InferenceFailed("the input could not be processed; the server log has details")
         return items, v2_requests, failed
+
+    def _decode_each(self, data: list[dict], context, v2_requests: dict[int, Any]) -> list[Any]:
+        """Every request's items (or error), in order: side by side in the decode threads, each
+        with the batch's request ids for its log lines, or here when there is one thread."""
+        calls = [(idx, request, request_headers(context, idx), v2_requests) for idx, request in enumerate(data)]
+        if self.decode_pool is None or len(calls) < 2:
+            return [self._decode_isolated(*call) for call in calls]
+        futures = [self.decode_pool.submit(copy_context().run, self._decode_isolated, *call) for call in calls]
+        return [future.result() for future in futures]
+
+    def _decode_isolated(self, idx: int, request: dict, headers: Mapping[str, str], v2_requests: dict[int, Any]) -> Any:
+        """One request's items, or the RequestError that fails it alone."""
+        upstream = upstream_error(request_payload(request))
+        if upstream:  # inside a workflow: an earlier node already failed this request
+            return upstream
+        try:
+            return self._decode_one(idx, request, headers, v2_requests)
+        except RequestError as err:
+            return err
+        except Exception:  # a bug or an unforeseen input: log it, fail this request only
+            log.exception("%s: decoding failed unexpectedly", request_tag(idx))
+            return InferenceFailed("the input could not be processed; the server log has details")
 
     def _decode_one(self, idx: int, request: dict, headers: Mapping[str, str], v2_requests: dict[int, Any]) -> list[Any]:
         """One request's items; a v2 request is noted in `v2_requests` first, so even its parse error is v2."""
@@ -318,14 +362,23 @@ class BundleHandler(BaseHandler):
     def predict(self, items: Sequence[Any]) -> list[Any]:
         """Decoded items -> one outcome each, in order, as `handle` runs them (a RequestError for
         an item that failed): the in-process entry point of scripts that measure the handler."""
-        outcomes = self.run_isolated(list(range(len(items))), dict(enumerate(items)))
+        outcomes = self._run_decoded(self.decode_batch(dict(enumerate(items))))
         return [outcomes[i] for i in range(len(items))]
 
+    def _run_decoded(self, items: dict[Any, Any]) -> dict[Any, Any]:
+        """decode_batch's items through the model; the ones it already refused keep their error."""
+        refused = {key: item for key, item in items.items() if isinstance(item, RequestError)}
+        return {**refused, **self.run_isolated([key for key in items if key not in refused], items)}
+
     def _forward(self, items: list[Any]) -> list[Any]:
+        """One result per item; with `pad_to_bucket` the batch runs padded to a warmed size."""
+        count = len(items)
+        if self.settings.pad_to_bucket:
+            items = items + [items[-1]] * (padded_size(count, bucket_sizes(self.batch_size)) - count)
         batch = self._to_device(self.collate(items))
         with torch.inference_mode(), self.autocast():
             output = self.infer(batch)
-        return self.split(output, items)
+        return self.split(output, items)[:count]
 
     def _to_device(self, batch: torch.Tensor | Mapping[str, torch.Tensor]) -> Any:
         """A batch tensor, or each tensor of a dict batch (a tokenizer's input_ids, attention_mask ...)."""

@@ -16,6 +16,7 @@ QUANTIZATIONS = ("none", "int8")
 COMPILERS = ("none", "trace", "inductor")
 RUNTIMES = ("torch", "onnxruntime")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
+JPEG_DECODERS = ("auto", "pil", "torchvision")
 
 S = TypeVar("S", bound="HandlerSettings")
 
@@ -38,6 +39,14 @@ class HandlerSettings:
     ort_spinning: bool = False
     """Let onnxruntime's intra-op threads spin between operators (session.intra_op.allow_spinning).
     Off: served through TorchServe on 2 cores, spinning threads took the core the decoding needed."""
+    decode_threads: int = 0
+    """Threads decoding a batch's requests side by side (PIL and the tokenizer release the GIL);
+    0: as many as `threads`. 1 decodes them one after another, in the thread that handles the batch."""
+    pad_to_bucket: bool = False
+    """Pad each batch with copies of its last item up to the next power of two (capped at batchSize),
+    and warm every such size at load; the padding rows are dropped. A GPU then meets only shapes it
+    has already compiled kernels and chosen cuDNN plans for: a new size stalled for 2-3 s (docs/gpu.md).
+    Off: every size from 1 to batchSize is warmed instead, and batches run unpadded."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -46,8 +55,9 @@ class HandlerSettings:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
             raise ValueError(f"graph_optimization must be one of {GRAPH_OPTIMIZATIONS}, got {self.graph_optimization!r}")
-        if self.threads < 0:
-            raise ValueError(f"threads must be 0 (auto) or positive, got {self.threads}")
+        for name in ("threads", "decode_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (auto) or positive, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -91,11 +101,19 @@ class ImageSettings(HandlerSettings):
     compile: str = "none"
     """none; trace: TorchScript trace + freeze (folds batch norms, under 1 s, the fastest on CPU here);
     inductor: torch.compile (minutes of compilation on 2 cores, once per worker start)."""
+    jpeg_decoder: str = "auto"
+    """Who decodes JPEGs: pil, per request on the CPU (reduced-scale draft decoding); torchvision, a
+    batch's JPEGs in one torchvision.io.decode_jpeg call on the worker's device (nvjpeg on a GPU),
+    resized and cropped there; auto: torchvision on a GPU worker, pil on a CPU one. What the batch
+    decoder cannot take (other formats, CMYK, progressive, EXIF-rotated, over max_decoded_pixels)
+    and a JPEG it fails on go through pil, one by one."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.compile not in COMPILERS:
             raise ValueError(f"compile must be one of {COMPILERS}, got {self.compile!r}")
+        if self.jpeg_decoder not in JPEG_DECODERS:
+            raise ValueError(f"jpeg_decoder must be one of {JPEG_DECODERS}, got {self.jpeg_decoder!r}")
         if not 1 <= self.topk <= 1000:
             raise ValueError(f"topk must be in 1..1000, got {self.topk}")
         if not 0 < self.crop <= self.resize:

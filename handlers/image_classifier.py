@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
 from handlers import oip
-from handlers.base import BundleHandler
+from handlers.base import BundleHandler, request_tag
 from handlers.compilation import compile_model
 from handlers.config import ImageSettings
 from handlers.errors import PayloadTooLarge, RequestError
+from handlers.jpeg_batch import EncodedJpeg, batch_decodable, decode_jpegs, resize_and_crop
 from handlers.vision import (
     check_proportions,
     decode_base64,
@@ -21,8 +24,11 @@ from handlers.vision import (
     extract_image_bytes,
     image_to_tensor,
     normalize_batch,
+    open_header,
     top_k_labels,
 )
+
+log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.json"
 DRAFT_MARGIN = 2
@@ -30,8 +36,14 @@ DRAFT_MARGIN = 2
 pixels: at 1x, 6% of augmented crops changed label (scripts/agreement.py); at 2x, under 1%."""
 
 
+def uses_batch_decoder(jpeg_decoder: str, device: torch.device) -> bool:
+    """`auto`: the batch decoder (nvjpeg) on a GPU worker; PIL with draft decoding on a CPU one."""
+    return jpeg_decoder == "torchvision" or (jpeg_decoder == "auto" and device.type == "cuda")
+
+
 class ImageClassifier(BundleHandler):
-    """Decode per request (pure, in handlers.vision), normalise and classify per batch."""
+    """Decode per request (pure, in handlers.vision) or per batch on the GPU (handlers.jpeg_batch),
+    normalise and classify per batch."""
 
     settings_class = ImageSettings
 
@@ -45,6 +57,7 @@ class ImageClassifier(BundleHandler):
     def setup(self, model_dir: Path) -> None:
         labels_path = model_dir / LABELS_FILE
         self.labels = json.loads(labels_path.read_text()) if labels_path.is_file() else []
+        self.batch_decoder = uses_batch_decoder(self.settings.jpeg_decoder, self.device)
 
     def example_request(self) -> dict:
         """A grey JPEG twice the resize side: warms up decoding (draft included) and the model."""
@@ -52,16 +65,47 @@ class ImageClassifier(BundleHandler):
         Image.new("RGB", (2 * self.settings.resize,) * 2, (128, 128, 128)).save(buffer, "JPEG")
         return {"body": bytearray(buffer.getvalue())}
 
-    def decode_request(self, request: dict) -> torch.Tensor:
+    def decode_request(self, request: dict) -> torch.Tensor | EncodedJpeg:
+        """The uint8 crop (decoded here, on the CPU), or a checked JPEG left for decode_batch."""
         s = self.settings
         raw = extract_image_bytes(request, s.max_bytes)
+        if self.batch_decoder:
+            header = open_header(raw, s.max_pixels)
+            if batch_decodable(header, s.max_decoded_pixels):
+                check_proportions(header.size, s.resize, s.max_upscale, s.max_aspect_ratio)
+                return EncodedJpeg(raw, header.size)
+        return self.decode_on_cpu(raw)
+
+    def decode_on_cpu(self, raw: bytes) -> torch.Tensor:
+        """PIL: any supported format, EXIF orientation, large JPEGs drafted at reduced scale."""
+        s = self.settings
         min_side = DRAFT_MARGIN * s.resize if s.jpeg_draft else 0
         image = decode_image(raw, s.max_pixels, min_side=min_side, max_decoded_pixels=s.max_decoded_pixels)
         check_proportions(image.size, s.resize, s.max_upscale, s.max_aspect_ratio)
         return image_to_tensor(image, s.resize, s.crop)
 
+    def decode_batch(self, items: dict[Any, Any]) -> dict[Any, Any]:
+        """The batch's JPEGs decoded in one call on the worker's device, resized and cropped there;
+        one the batch decoder fails on is decoded on the CPU, and fails alone (422) if that fails too."""
+        keys = [key for key, item in items.items() if isinstance(item, EncodedJpeg)]
+        decoded = decode_jpegs([items[key].raw for key in keys], self.device)
+        done = {}
+        for key, image in zip(keys, decoded, strict=True):
+            done[key] = self._resized(image) if image is not None else self._decode_on_cpu_isolated(key, items[key])
+        return {**items, **done}
+
+    def _resized(self, image: torch.Tensor) -> torch.Tensor:
+        return resize_and_crop(image, self.settings.resize, self.settings.crop)
+
+    def _decode_on_cpu_isolated(self, key: Any, jpeg: EncodedJpeg) -> torch.Tensor | RequestError:
+        log.info("%s: the batch decoder failed on a %dx%d JPEG; decoding it on the CPU", request_tag(key), *jpeg.size)
+        try:
+            return self.decode_on_cpu(jpeg.raw)
+        except RequestError as err:
+            return err
+
     def collate(self, items: list[torch.Tensor]) -> torch.Tensor:
-        batch = torch.stack(items)
+        batch = torch.stack([item.to(self.device, non_blocking=True) for item in items])
         if self.settings.channels_last and self.runtime == "torch":  # onnxruntime takes NCHW as exported
             return batch.contiguous(memory_format=torch.channels_last)
         return batch

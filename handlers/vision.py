@@ -79,7 +79,7 @@ def decode_image(raw: bytes, max_pixels: int, min_side: int = 0, max_decoded_pix
     `max_decoded_pixels` bounds what is really decoded, after that reduction: the worker's time
     and memory follow it, not the bytes on the wire (a 0.2 MB PNG can hold 40 megapixels).
     """
-    image = _open_checked(raw, max_pixels)
+    image = open_header(raw, max_pixels)
     try:
         image.seek(0)
         if min_side > 0:
@@ -91,7 +91,7 @@ def decode_image(raw: bytes, max_pixels: int, min_side: int = 0, max_decoded_pix
     return to_rgb(apply_exif_orientation(image))
 
 
-def _open_checked(raw: bytes, max_pixels: int) -> Image.Image:
+def open_header(raw: bytes, max_pixels: int) -> Image.Image:
     """Read only the header, so size limits apply before any pixel is decoded."""
     try:
         image = Image.open(io.BytesIO(raw))

@@ -45,14 +45,16 @@ def test_fast_and_plain_paths_give_the_same_answers(classifier, plain, serve, cl
         assert list(a.body.values())[0] == pytest.approx(list(b.body.values())[0], abs=0.03)
 
 
-def test_initialize_warms_up_at_the_largest_and_smallest_batch(make_context, model_dir, monkeypatch):
-    """The traced graph runs (and TorchScript specialises) at load, before any client's request."""
+def test_initialize_warms_up_every_batch_size(make_context, model_dir, monkeypatch):
+    """The graph runs (and TorchScript specialises) at every size a batch can have, at load,
+    before any client's request."""
     sizes: list[int] = []
     forward = ImageClassifier._forward
     monkeypatch.setattr(ImageClassifier, "_forward", lambda self, items: sizes.append(len(items)) or forward(self, items))
     handler = ImageClassifier()
     handler.initialize(make_context(model_dir))
-    assert sizes == list(warmup_sizes(SHIPPED["batchSize"])) and handler.initialized
+    assert sizes == list(warmup_sizes(SHIPPED["batchSize"], pad_to_bucket=False)) and handler.initialized
+    assert set(sizes) == set(range(1, SHIPPED["batchSize"] + 1))
 
 
 def test_augmented_crops_are_reproducible(chelsea):
