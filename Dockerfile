@@ -28,8 +28,11 @@ FROM base AS base-cpu
 FROM base AS base-gpu
 # What the NVIDIA container runtime reads to mount the driver and the GPUs (`--gpus all` sets the
 # first again); `compute,utility`: CUDA and nvidia-smi, which TorchServe uses to count GPUs.
+# SERVE_WORKERS_PER_GPU: workers of each model on every visible GPU (docker/entrypoint.sh; two
+# served 1.8x one on an H200, docs/gpu.md); TS_DEFAULT_WORKERS_PER_MODEL, if set, wins.
 ENV NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    SERVE_WORKERS_PER_GPU=2
 
 # The serving and the build-only part of pyproject.toml's [project] dependencies, split by
 # docker/requirements.py: one pinned list, no copy to drift. A stage of its own, so that an edit
@@ -38,7 +41,8 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
 FROM base AS requirements
 COPY pyproject.toml docker/requirements.py /tmp/
 RUN python /tmp/requirements.py serve /tmp/pyproject.toml > /tmp/serve.txt \
- && python /tmp/requirements.py build /tmp/pyproject.toml > /tmp/build.txt
+ && python /tmp/requirements.py build /tmp/pyproject.toml > /tmp/build.txt \
+ && python /tmp/requirements.py gpu /tmp/pyproject.toml > /tmp/gpu.txt
 
 # DL3006 wants a tag on every FROM; this one names a stage above (base-cpu or base-gpu), not an image.
 # hadolint ignore=DL3006
@@ -48,14 +52,19 @@ FROM base-${VARIANT} AS deps
 # mounted into the build (the Makefile does it for podman where TLS goes through a local CA).
 ARG TORCH_INDEX_URL=
 ARG PIP_CERT_FILE=
-COPY --from=requirements /tmp/serve.txt /tmp/build.txt /tmp/
+ARG VARIANT
+COPY --from=requirements /tmp/serve.txt /tmp/build.txt /tmp/gpu.txt /tmp/
 # SC2046: the torch pins are meant to split into words; DL3013: they are pinned, read from pyproject.toml.
+# The GPU variant adds nvgpu, which TorchServe's metric collector imports when it sees a GPU.
 # hadolint ignore=SC2046,DL3013
 RUN if [ -n "$TORCH_INDEX_URL" ]; then \
       pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} --index-url "$TORCH_INDEX_URL" \
         $(grep -E '^(torch|torchvision)==' /tmp/serve.txt); \
     fi \
- && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/serve.txt
+ && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/serve.txt \
+ && if [ "$VARIANT" = gpu ]; then \
+      pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/gpu.txt -c /tmp/serve.txt; \
+    fi
 
 FROM deps AS builder
 ARG VARIANT

@@ -27,6 +27,16 @@ if [ -n "${SERVE_V2_FRONT:-}" ]; then
   set -- --v2-front "$SERVE_V2_FRONT" "$@"
 fi
 
+# GPU image: SERVE_WORKERS_PER_GPU workers of each model on every visible GPU (TorchServe's own rule,
+# default_workers_per_model=0, gives one; it spreads workers round-robin over the GPUs).
+# An explicit TS_DEFAULT_WORKERS_PER_MODEL wins.
+if [ -n "${SERVE_WORKERS_PER_GPU:-}" ] && [ -z "${TS_DEFAULT_WORKERS_PER_MODEL:-}" ] && command -v nvidia-smi >/dev/null 2>&1; then
+  gpus=$(nvidia-smi --list-gpus 2>/dev/null | grep -c '^GPU' || true)
+  if [ "$gpus" -gt 0 ]; then
+    export TS_DEFAULT_WORKERS_PER_MODEL=$((gpus * SERVE_WORKERS_PER_GPU))
+  fi
+fi
+
 cd "$workdir"
 export PYTHONPATH="$app${PYTHONPATH:+:$PYTHONPATH}"
 # shellcheck disable=SC2086  # $snapshots is one flag or nothing

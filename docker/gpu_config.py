@@ -2,12 +2,15 @@
 
     python docker/gpu_config.py models/configs/*.yaml      # before `make archive` (Dockerfile)
 
+- the file's own `gpu:` section is applied over the rest: top-level keys (batchSize, maxBatchDelay)
+  replaced, `handler:` settings merged. The GPU settings are chosen per model by measurement
+  (docs/gpu.md) and live beside the CPU ones, in the same file; the section is dropped here.
 - deviceType: gpu
 - minWorkers/maxWorkers dropped: TorchServe then starts default_workers_per_model workers, which
-  docker/config.properties leaves at 0, its rule for one worker per visible GPU. Workers are spread
-  round-robin over the GPUs, so TS_DEFAULT_WORKERS_PER_MODEL=2x#GPUs gives each GPU two.
-- handler precision fp16: autocast on CUDA (the handler refuses fp16 where there is no GPU), on
-  runtime torch (onnxruntime, the CPU default, runs fp32; the image has no onnxruntime-gpu).
+  docker/config.properties leaves at 0, its rule for one worker per visible GPU; the entrypoint
+  raises it to SERVE_WORKERS_PER_GPU per GPU. Workers are spread round-robin over the GPUs.
+- handler precision fp16 and runtime torch unless the section says otherwise: autocast on CUDA
+  (the handler refuses fp16 where there is no GPU); the image has no onnxruntime-gpu.
 
 Everything else stays as models/configs says: the CPU files remain the one place of truth, and a
 GPU variant derived at build time cannot drift from them. (Comments are not kept.)
@@ -24,9 +27,12 @@ GPU_PRECISION = "fp16"
 
 
 def gpu_variant(config: dict) -> dict:
-    variant = {key: value for key, value in config.items() if key not in ("minWorkers", "maxWorkers")}
+    gpu = dict(config.get("gpu") or {})
+    gpu_handler = gpu.pop("handler", {})
+    variant = {key: value for key, value in config.items() if key not in ("minWorkers", "maxWorkers", "gpu")}
+    variant.update(gpu)
     variant["deviceType"] = "gpu"
-    variant["handler"] = {**config.get("handler", {}), "precision": GPU_PRECISION, "runtime": "torch"}
+    variant["handler"] = {**config.get("handler", {}), "precision": GPU_PRECISION, "runtime": "torch", **gpu_handler}
     return variant
 
 

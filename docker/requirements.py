@@ -2,6 +2,7 @@
 
     python docker/requirements.py serve pyproject.toml    # the runtime image's packages
     python docker/requirements.py build pyproject.toml    # + the builder stage's (weights, archivers)
+    python docker/requirements.py gpu pyproject.toml      # + the GPU image's (the `gpu` extra: nvgpu)
 
 One pinned list stays in pyproject.toml; this only says which of its entries the running server
 never imports. The weights packages carry the pretrained files `make weights` exports (and pull in
@@ -40,8 +41,9 @@ def split(dependencies: list[str]) -> tuple[list[str], list[str]]:
 def main(argv: list[str]) -> int:
     which, path = argv
     with open(path, "rb") as file:
-        serve, build = split(tomllib.load(file)["project"]["dependencies"])
-    print("\n".join({"serve": serve, "build": build}[which]))
+        project = tomllib.load(file)["project"]
+    serve, build = split(project["dependencies"])
+    print("\n".join({"serve": serve, "build": build, "gpu": project["optional-dependencies"]["gpu"]}[which]))
     return 0
 
 

@@ -72,9 +72,8 @@ def _decode_alone(data: torch.Tensor, device: torch.device) -> torch.Tensor | No
 
 
 def _decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-    with warnings.catch_warnings():  # torchvision 0.29 marks its image codecs deprecated for TorchCodec
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.simplefilter("ignore", category=FutureWarning)
+    with warnings.catch_warnings():  # torchvision 0.29 marks its codecs deprecated; TorchCodec is not a dependency yet
+        warnings.filterwarnings("ignore", message="The image decoding", category=DeprecationWarning)
         return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 

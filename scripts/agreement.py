@@ -28,7 +28,8 @@ from scripts.in_process import load_handler, model_config
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 0.99
-REFERENCE = {"runtime": "torch", "precision": "fp32", "channels_last": False, "compile": "none", "jpeg_draft": False}
+REFERENCE = {"runtime": "torch", "precision": "fp32", "channels_last": False, "compile": "none", "jpeg_draft": False,
+             "jpeg_decoder": "pil"}
 SIDES = (256, 384, 512, 768, 1024)
 
 
@@ -81,19 +82,20 @@ def top1_agreement(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[fl
     return 1 - len(differ) / len(reference), differ
 
 
-def measure(name: str, model_dir: Path, overrides: dict, crops: int, seed: int = 0) -> dict:
-    """Agreement of `overrides` on top of the shipped config with the fp32 reference."""
+def measure(name: str, model_dir: Path, overrides: dict, crops: int, seed: int = 0, gpu_id: int | None = None) -> dict:
+    """Agreement of `overrides` on top of the shipped config (on GPU `gpu_id`, if given) with the
+    fp32 reference, which always runs on the CPU."""
     photos = [Image.open(path).convert("RGB") for path in photo_files()]
     jpegs = augmented_jpegs(photos, crops, seed)
     reference = probabilities(load_handler(name, model_dir, model_config(name, REFERENCE)), jpegs)
-    candidate_handler = load_handler(name, model_dir, model_config(name, overrides))
+    candidate_handler = load_handler(name, model_dir, model_config(name, overrides), gpu_id=gpu_id)
     candidate = probabilities(candidate_handler, jpegs)
     agreement, differ = top1_agreement(reference, candidate)
     labels = candidate_handler.labels
     return {
         "model": name, "crops": crops, "photos": len(photos), "seed": seed, "agreement": agreement,
         "candidate": {key: value for key, value in model_config(name, overrides)["handler"].items() if key in REFERENCE},
-        "precision_used": candidate_handler.precision,
+        "precision_used": candidate_handler.precision, "device": str(candidate_handler.device),
         "disagreements": [_disagreement(reference[i], candidate[i], labels) for i in differ],
     }
 
@@ -122,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override handler settings")
+    parser.add_argument("--gpu-id", type=int, help="run the candidate on this GPU (the reference stays on the CPU)")
     args = parser.parse_args(argv)
     result = measure(args.model, args.model_dir or Path("build/weights") / args.model,
-                     parse_overrides(args.set), args.crops, args.seed)
-    print(f"{result['model']}: {result['candidate']} (running {result['precision_used']})")
+                     parse_overrides(args.set), args.crops, args.seed, args.gpu_id)
+    print(f"{result['model']}: {result['candidate']} (running {result['precision_used']} on {result['device']})")
     print(f"top-1 agreement with the fp32 reference: {result['agreement']:.2%} over {result['crops']} augmented "
           f"crops of {result['photos']} photos (seed {result['seed']}); target >= {TARGET:.0%}: "
           f"{'met' if result['agreement'] >= TARGET else 'NOT met'}")

@@ -70,9 +70,9 @@ class VectorHandler(BundleHandler):
 def make_handler(tmp_path, make_context):
     (tmp_path / "metadata.json").write_text(json.dumps({"name": "probe"}))
 
-    def make(**probe_args) -> tuple[VectorHandler, object]:
+    def make(batch_size: int = 1, settings: dict | None = None, **probe_args) -> tuple[VectorHandler, object]:
         handler = VectorHandler(Probe(**probe_args))
-        context = make_context(tmp_path, {"handler": {"precision": "fp32"}})
+        context = make_context(tmp_path, {"batchSize": batch_size, "handler": {"precision": "fp32", **(settings or {})}})
         handler.initialize(context)
         return handler, context
 
@@ -209,9 +209,12 @@ def test_run_isolated_returns_out_of_resources(make_handler):
     assert isinstance(outcome[7], OutOfResources) and outcome[7].status_code == 507
 
 
-def test_log_lines_name_the_request_by_torchserves_id(make_handler, serve, caplog):
-    """One request can be followed from its x-request-id to the handler's line about it."""
-    handler, context = make_handler()
+@pytest.mark.parametrize("decode_threads", [1, 3])
+def test_log_lines_name_the_request_by_torchserves_id(make_handler, serve, caplog, decode_threads):
+    """One request can be followed from its x-request-id to the handler's line about it, also when
+    it was decoded in one of the decode threads."""
+    handler, context = make_handler(settings={"decode_threads": decode_threads})
+    assert (handler.decode_pool is None) == (decode_threads == 1)
     caplog.set_level(logging.WARNING, logger="handlers.base")
     replies = serve(handler, context, [{"body": [1.0, 1.0]}, {"data": [1.0]}, {"body": "1, 2"}, {"body": [-1.0, 0.0]}])
     assert [r.status for r in replies] == [200, 500, 400, 500]
@@ -238,3 +241,37 @@ def test_predict_returns_one_outcome_per_item_in_order(make_handler):
     assert len(outcomes) == 3 and isinstance(outcomes[1], InferenceFailed)
     assert [outcomes[0].tolist(), outcomes[2].tolist()] == [[2.0, 0.0], [6.0, 0.0]]
     assert handler.predict([]) == []
+
+
+@pytest.mark.parametrize("decode_threads", [1, 2])
+def test_decoding_in_threads_keeps_order_and_isolation(make_handler, serve, decode_threads):
+    handler, context = make_handler(settings={"decode_threads": decode_threads})
+    requests = [*items(6, poisoned={4}), {"body": "not a list"}, {"data": [1.0]}]
+    replies = serve(handler, context, requests)
+    assert [r.status for r in replies] == [200, 200, 200, 200, 500, 200, 400, 500]
+    assert [r.body for r in replies[:4]] == [expected_ok(q) for q in requests[:4]]
+
+
+@pytest.mark.parametrize("count, padded", [(1, 1), (3, 4), (5, 8), (8, 8)])
+def test_batches_run_padded_to_a_bucket(make_handler, serve, count, padded):
+    """With pad_to_bucket, the model only ever sees the warmed sizes; the padding rows are dropped."""
+    handler, context = make_handler(batch_size=8, settings={"pad_to_bucket": True})
+    requests = items(count)
+    replies = serve(handler, context, requests)
+    assert handler.probe.calls == [padded]
+    assert [(r.status, r.body) for r in replies] == [(200, expected_ok(q)) for q in requests]
+
+
+def test_unpadded_batches_run_at_their_own_size(make_handler, serve):
+    handler, context = make_handler(batch_size=8)
+    serve(handler, context, items(5))
+    assert handler.probe.calls == [5]
+
+
+def test_oom_halving_with_padding_still_answers_every_item(make_handler, serve):
+    """5 items run as 8, then as 2 and 3 (padded to 4), ...: an item that fits alone is never lost to padding."""
+    handler, context = make_handler(batch_size=8, settings={"pad_to_bucket": True}, capacity=3)
+    requests = items(5)
+    replies = serve(handler, context, requests)
+    assert [(r.status, r.body) for r in replies] == [(200, expected_ok(q)) for q in requests]
+    assert set(handler.probe.calls) <= {1, 2, 4, 8}

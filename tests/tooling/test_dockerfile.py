@@ -115,6 +115,17 @@ def test_gpu_variant_asks_the_nvidia_runtime_for_the_driver():
     assert "NVIDIA_VISIBLE_DEVICES=all" in gpu and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in gpu
 
 
+def test_gpu_variant_installs_nvgpu_for_torchserves_gpu_metrics():
+    """TorchServe's metric collector imports nvgpu when it sees a GPU: without it, a traceback a
+    minute and no GPUUtilization/GPUMemory* series."""
+    gpu_extra = subprocess.run([sys.executable, str(REPO / "docker" / "requirements.py"), "gpu", str(REPO / "pyproject.toml")],
+                               capture_output=True, text=True, check=True).stdout.split()
+    assert [requirements.name(dep) for dep in gpu_extra] == ["nvgpu"]
+    (install,) = [args for args in of("RUN") if "-r /tmp/gpu.txt" in args]
+    assert 'if [ "$VARIANT" = gpu ]' in install and "-c /tmp/serve.txt" in install
+    assert "SERVE_WORKERS_PER_GPU=" in DOCKERFILE.split("FROM base AS base-gpu", 1)[1].split("FROM ", 1)[0]
+
+
 def test_dependencies_come_from_pyproject_alone():
     installs = [args for args in of("RUN") if "pip install" in args]
     assert not re.search(r"pip install[^&]*==\d", DOCKERFILE)  # no version typed here: pyproject.toml pins
@@ -161,13 +172,29 @@ def test_builder_keeps_the_makefile_models_when_the_build_arg_is_empty():
 def test_gpu_variant_of_each_model_config(config):
     cpu = yaml.safe_load(config.read_text())
     gpu = gpu_config.gpu_variant(cpu)
+    section = cpu.get("gpu") or {}
     assert gpu["deviceType"] == "gpu" and gpu["handler"]["precision"] == "fp16"
     assert gpu["handler"]["runtime"] == "torch"  # the GPU path; onnxruntime (the CPU default) runs fp32
     assert "minWorkers" not in gpu and "maxWorkers" not in gpu  # docker/config.properties: one per GPU
-    unchanged = {key: value for key, value in cpu.items() if key not in ("minWorkers", "maxWorkers", "deviceType", "handler")}
+    assert "gpu" not in gpu  # applied, then dropped
+    top_level = {key: value for key, value in section.items() if key != "handler"}
+    assert top_level.items() <= gpu.items()  # the GPU section's batchSize, maxBatchDelay
+    unchanged = {key: value for key, value in cpu.items()
+                 if key not in ("minWorkers", "maxWorkers", "deviceType", "handler", "gpu", *top_level)}
     assert unchanged.items() <= gpu.items()
-    assert {k: v for k, v in gpu["handler"].items() if k not in ("precision", "runtime")} == \
-        {k: v for k, v in cpu["handler"].items() if k not in ("precision", "runtime")}
+    overridden = ("precision", "runtime", *section.get("handler", {}))
+    assert {k: v for k, v in gpu["handler"].items() if k not in overridden} == \
+        {k: v for k, v in cpu["handler"].items() if k not in overridden}
+    assert section.get("handler", {}).items() <= gpu["handler"].items()
+
+
+def test_gpu_variant_of_the_image_model_decodes_on_the_gpu_and_pads():
+    """What docs/gpu.md measured: nvjpeg per batch, power-of-two buckets warmed, eager fp16, batch 64."""
+    config = yaml.safe_load((REPO / "models" / "configs" / "efficientnet_lite0.yaml").read_text())
+    gpu = gpu_config.gpu_variant(config)
+    settings = parse_settings(ImageSettings, gpu["handler"])
+    assert (gpu["batchSize"], settings.jpeg_decoder, settings.pad_to_bucket, settings.compile) == (64, "auto", True, "none")
+    assert settings.threads > 0  # not 0 = every core for the one worker TorchServe's yaml knows of
 
 
 def test_gpu_variant_is_valid_handler_settings():
