@@ -76,10 +76,16 @@ stop:  ## stop a TorchServe started by `make serve` in another terminal
 # Performance (docs/performance.md). BENCH_ARGS=--smoke for a quick run, --wait-quiet 0.5 on a shared machine.
 BENCH_ARGS ?=
 MODEL      ?= efficientnet_lite0
-.PHONY: bench doctor inspect
+.PHONY: bench bench-gpu doctor inspect
 
 bench: archive  ## benchmark served vs raw model vs stock handler -> build/bench/ (report.md, results.json, PNGs)
 	$(PY) -m scripts.benchmark --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench $(BENCH_ARGS)
+
+# The GPU image's config on this host's GPU (docs/gpu.md): floor, in process, served at c1/c64/c128,
+# the first 10 s after ready. Without CUDA it says so and exits 0; BENCH_GPU_ARGS=--cpu-dry-run checks the steps.
+BENCH_GPU_ARGS ?=
+bench-gpu: archive weights  ## benchmark the GPU configuration on this host's GPU -> build/bench-gpu/ (report.md, results.json, PNG)
+	$(PY) -m scripts.bench.gpu --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench-gpu $(BENCH_GPU_ARGS)
 
 doctor: $(STAMP)  ## check the installation (versions, Java, CPU/GPU, free ports), each failure with its fix
 	$(PY) -m scripts.doctor --config $(CONFIG) $(if $(V2_FRONT),--v2-front $(V2_FRONT))

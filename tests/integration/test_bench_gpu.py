@@ -1,0 +1,52 @@
+"""`make bench-gpu` as users run it: without CUDA it says so and exits 0; `--cpu-dry-run` runs every
+step (its own TorchServe with the GPU variants, floor, served cells, the first window after ready,
+in process) on the CPU, briefly, and writes the report. Timing is not asserted: no GPU here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from scripts.torchserve import REPO
+
+
+def bench(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scripts.bench.gpu", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the real run is make bench-gpu")
+def test_without_cuda_it_says_so_and_exits_0(tmp_path):
+    result = bench("--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no CUDA device here" in result.stdout and not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def dry_run(model_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-gpu")
+    result = bench("--cpu-dry-run", "--model-store", str(model_store), "--weights-dir", str(model_store.parent / "weights"),
+                   "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_dry_run_writes_every_output(dry_run):
+    assert {"results.json", "report.md", "throughput.png"} <= {path.name for path in dry_run.iterdir()}
+    assert (dry_run / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "none of its figures is a GPU's" in (dry_run / "report.md").read_text()
+
+
+def test_dry_run_served_every_cell_without_an_error(dry_run):
+    results = json.loads((dry_run / "results.json").read_text())
+    assert results["floor"]["ok"] > 0 and results["floor"]["not_ok"] == 0
+    for model in ("efficientnet_lite0", "minilm"):
+        section = results["models"][model]
+        assert [cell["concurrency"] for cell in section["cells"]] == list(results["plan"]["concurrencies"])
+        for row in [*section["cells"], section["after_ready"]["first"], section["after_ready"]["next"]]:
+            assert row["ok"] > 0 and row["not_ok"] == 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+        assert {row["batch_size"] for row in section["in_process"]} == {1, section["config"]["batchSize"]}
+    assert results["models"]["efficientnet_lite0"]["config"]["handler"]["jpeg_decoder"] == "torchvision"
