@@ -14,9 +14,10 @@ import yaml
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = RULES_DIR / "rules.yaml"
-ALERTS = {  # the issue's list: queue latency, 5xx rate, worker restarts, error rate per code, no READY worker
+ALERTS = {  # the issue's list: queue latency, 5xx rate, worker restarts, error rate per code, no READY worker;
+    # and GPU memory (issue #20)
     "TorchServeQueueLatencyHigh", "TorchServe5xxRate", "TorchServeWorkerRestarts",
-    "TorchServeItemErrorRate", "TorchServeModelNoReadyWorker",
+    "TorchServeItemErrorRate", "TorchServeModelNoReadyWorker", "TorchServeGPUMemoryHigh",
 }
 
 
