@@ -178,7 +178,12 @@ def start_server(workdir: Path, model_store: Path, gpus: int, dry_run: bool, mod
     write_floor(store)
     load = ",".join([f"{FLOOR}={FLOOR}", *(f"{m}={m}.mar" for m in models)])
     server = TorchServe.start(workdir / "server", store, load)
-    poll_until(lambda: all(_ready(server, m) for m in (FLOOR, *models)), START_TIMEOUT_S, "every worker READY", interval_s=0.2)
+    try:
+        poll_until(lambda: all(_ready(server, m) for m in (FLOOR, *models)), START_TIMEOUT_S,
+                   f"every worker READY; see {server.workdir / 'serve.out'}", interval_s=0.2)
+    except BaseException:
+        server.stop()  # not left running (and its workers restarting) after a failed start
+        raise
     return server, configs
 
 
