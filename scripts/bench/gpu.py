@@ -12,7 +12,8 @@ model-config.yaml (docker/gpu_config.py), SERVE_WORKERS_PER_GPU workers per GPU.
 - each model at c1, c64 and c128: throughput, p50/p99, GPU utilisation and memory (nvidia-smi,
   sampled through the cell);
 - the floor at c128, and each model's handler in process at batch 1 and its batchSize, decoding
-  included (the ceiling).
+  included (the ceiling);
+- which of TorchServe's GPU series :8082/metrics shows at the end (collected once a minute).
 The load comes from Python threads on this host (`client` in each row): wrk is rarely on a GPU host.
 Writes <out>/results.json, report.md and throughput.png.
 """
@@ -55,6 +56,7 @@ TEXT_BODY = json.dumps({"text": "The match went to extra time before the home si
 FULL = {"concurrencies": (1, 64, 128), "cell_s": 10.0, "window_s": 10.0, "raw_s": 3.0}
 DRY = {"concurrencies": (1, 4), "cell_s": 1.5, "window_s": 1.5, "raw_s": 0.3}
 WORKERS_PER_GPU = 2  # the image's SERVE_WORKERS_PER_GPU
+GPU_SERIES = ("GPUUtilization", "GPUMemoryUsed", "GPUMemoryUtilization")  # TorchServe's, with nvgpu (docs/metrics.md)
 
 
 def gpu_variant(config: dict) -> dict:
@@ -207,6 +209,7 @@ def run(args) -> dict:
                                             **served_rows(server, model, bodies[model], BODIES[model][1], plan)}
             floor = timed_load(server.prediction_url(FLOOR), b"x", server.auth("inference"), max(plan["concurrencies"]), plan["cell_s"])
             results["floor"] = summarise_window(floor, 0, plan["cell_s"], max(plan["concurrencies"]))
+            results["gpu_series"] = sorted({name for name, _, _ in server.metric_samples() if name in GPU_SERIES})
         finally:
             server.stop()
     for model in args.models:

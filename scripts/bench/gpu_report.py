@@ -30,6 +30,15 @@ def first_vs_next(windows: dict) -> float | None:
     return round(first / later, 2) if first and later else None
 
 
+def c1_overhead_ms(section: dict | None) -> float | None:
+    """What serving adds at c1: the served p50 over the handler's own batch-1 time in process."""
+    if not section:
+        return None
+    c1 = next((cell["p50_ms"] for cell in section["cells"] if cell["concurrency"] == 1), None)
+    alone = next((row["latency_ms"] for row in section.get("in_process", []) if row["batch_size"] == 1), None)
+    return round(c1 - alone, 2) if c1 is not None and alone is not None else None
+
+
 def evaluate(results: dict) -> list[dict]:
     """The issue's targets against the cells measured (None where a model or cell is missing, and
     for every target in a CPU dry run: its figures are no GPU's)."""
@@ -40,6 +49,12 @@ def evaluate(results: dict) -> list[dict]:
         value = next((cell[field] for cell in cells if cell["concurrency"] == concurrency), None)
         met = None if value is None or not measured else (value >= bound if op == ">=" else value <= bound)
         rows.append({"target": label, "value": value, "bound": f"{op} {bound}", "met": met})
+    overhead = c1_overhead_ms(results["models"].get("efficientnet_lite0"))
+    rows.append({"target": "efficientnet_lite0 c1 p50 - in-process batch 1, ms", "value": overhead, "bound": "<= 5",
+                 "met": None if overhead is None or not measured else overhead <= 5})
+    series = results.get("gpu_series")
+    rows.append({"target": "GPU metric series after a scrape", "value": ", ".join(series or []) or None, "bound": "all 3",
+                 "met": None if not measured else len(series or []) == 3})
     for model, section in results["models"].items():
         ratio = first_vs_next(section["after_ready"])
         rows.append({"target": f"{model}: first 10 s p99 / next 10 s p99", "value": ratio, "bound": "<= 3",

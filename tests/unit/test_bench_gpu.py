@@ -29,19 +29,23 @@ def results(mode: str = "gpu", first_p99: float = 150.0) -> dict:
     image = {"config": {"batchSize": 64, "maxBatchDelay": 5, "maxWorkers": 2, "handler": {"precision": "fp16"}},
              "cells": [cell(1, 300, 4), cell(128, 4100, 90)],
              "after_ready": {"first": {**window, "p99_ms": first_p99}, "next": {**window, "p99_ms": 50.0}},
-             "in_process": [{"batch_size": 64, "throughput": 6000, "latency_ms": 10.7}]}
-    return {"started_at": "now", "mode": mode, "gpus": 1, "workers_per_gpu": 2, "floor": cell(128, 6500, 20),
+             "in_process": [{"batch_size": 1, "throughput": 500, "latency_ms": 2.0}, {"batch_size": 64, "throughput": 6000, "latency_ms": 10.7}]}
+    return {"started_at": "now", "mode": mode, "gpus": 1, "gpu_series": ["GPUMemoryUsed", "GPUUtilization"], "workers_per_gpu": 2, "floor": cell(128, 6500, 20),
             "machine": {"gpu": "H200", "cpu": "x", "cores": 16, "torch": "2.11"}, "models": {"efficientnet_lite0": image}}
 
 
 def test_targets_met_missed_and_not_measured():
     rows = {row["target"]: row for row in evaluate(results())}
+    assert len(rows) == 6
     assert rows["efficientnet_lite0 at c128: img/s"]["met"] is True
     assert rows["efficientnet_lite0 at c128: p99 ms"]["met"] is True
     assert rows["minilm at c64: req/s"]["met"] is None  # not in this run
     assert rows["efficientnet_lite0: first 10 s p99 / next 10 s p99"] == \
         {"target": "efficientnet_lite0: first 10 s p99 / next 10 s p99", "value": 3.0, "bound": "<= 3", "met": True}
     assert first_vs_next(results(first_p99=200.0)["models"]["efficientnet_lite0"]["after_ready"]) == 4.0
+    assert rows["efficientnet_lite0 c1 p50 - in-process batch 1, ms"] == \
+        {"target": "efficientnet_lite0 c1 p50 - in-process batch 1, ms", "value": 0.0, "bound": "<= 5", "met": True}  # p50 2.0 - 2.0
+    assert rows["GPU metric series after a scrape"]["met"] is False  # GPUMemoryUtilization missing
 
 
 def test_a_cpu_dry_run_meets_no_target():
