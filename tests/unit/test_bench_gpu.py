@@ -30,7 +30,8 @@ def results(mode: str = "gpu", first_p99: float = 150.0) -> dict:
              "cells": [cell(1, 300, 4), cell(128, 4100, 90)],
              "after_ready": {"first": {**window, "p99_ms": first_p99}, "next": {**window, "p99_ms": 50.0}},
              "in_process": [{"batch_size": 1, "throughput": 500, "latency_ms": 2.0}, {"batch_size": 64, "throughput": 6000, "latency_ms": 10.7}]}
-    return {"started_at": "now", "mode": mode, "gpus": 1, "gpu_series": ["GPUMemoryUsed", "GPUUtilization"], "workers_per_gpu": 2, "floor": cell(128, 6500, 20),
+    return {"started_at": "now", "mode": mode, "gpus": 1, "gpu_series": ["GPUMemoryUsed", "GPUUtilization"],
+            "workers_per_gpu": 2, "floor": cell(128, 6500, 20),
             "machine": {"gpu": "H200", "cpu": "x", "cores": 16, "torch": "2.11"}, "models": {"efficientnet_lite0": image}}
 
 
