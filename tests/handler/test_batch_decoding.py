@@ -90,3 +90,13 @@ def test_in_process_predict_decodes_the_batch(batch_classifier, chelsea, encode)
     outcomes = batch_classifier.predict([item] * 3)
     labels = [next(iter(batch_classifier.encode_response(o))) for o in outcomes]
     assert len(set(labels)) == 1 and labels[0] in {"tabby", "tiger cat", "Egyptian cat"}
+
+
+def test_what_the_batch_decoder_fails_on_is_decoded_on_the_cpu(batch_classifier, chelsea, coffee, encode):
+    """nvjpeg rejects some JPEGs that PIL decodes; here the batch decoder is handed bytes it cannot
+    decode (a PNG) beside a good JPEG: the PNG still comes back, as the CPU path decodes it."""
+    png, jpeg = encode(coffee, "PNG"), encode(chelsea, "JPEG")
+    items = {(0, 0): EncodedJpeg(png, coffee.size), (1, 0): EncodedJpeg(jpeg, chelsea.size)}
+    decoded = batch_classifier.decode_batch(items)
+    assert decoded[(0, 0)].equal(batch_classifier.decode_on_cpu(png))
+    assert decoded[(1, 0)].shape == (3, 224, 224)
