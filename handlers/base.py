@@ -223,6 +223,7 @@ class BundleHandler(BaseHandler):
             if failed:
                 raise RuntimeError(f"the warm-up request failed: {failed[0].detail}")
             self._forward(list(items.values()))
+
     # ---- the per-model steps -------------------------------------------------------------
     def setup(self, model_dir: Path) -> None:
         """Load what else the handler needs from the archive (labels, tokenizer ...)."""
