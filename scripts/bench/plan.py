@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from handlers.base import thread_count
+from handlers.device import thread_count
 from scripts.bench.report import HEADLINE_CONCURRENCY
 from scripts.bench.sweep import Sweep
 from scripts.in_process import model_config
