@@ -34,9 +34,10 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar, copy_context
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Hashable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
 from ts.torch_handler.base_handler import BaseHandler
@@ -54,6 +55,7 @@ from handlers.weights import load_state_dict, read_metadata
 log = logging.getLogger(__name__)
 
 OOM_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
+K = TypeVar("K", bound=Hashable)
 _BATCH_REQUEST_IDS: ContextVar[Mapping[int, str] | None] = ContextVar("batch_request_ids", default=None)
 
 
@@ -84,6 +86,18 @@ def is_describe(context) -> bool:
     """TorchServe's describe API (`?customized=true`) asks through handle() with this header."""
     get = getattr(context, "get_request_header", None)
     return bool(get) and get(0, "describe") == "True"
+
+
+@dataclass
+class DecodedRequest:
+    """One request of a batch after decoding: its items (one, or a v2 request's several), or the
+    error that fails it; and whether it speaks v2, which decides the shape of its answer."""
+
+    items: list[Any] = field(default_factory=list)
+    error: RequestError | None = None
+    v2: bool = False
+    v2_request: oip.InferRequest | None = None
+    """The parsed v2 request (None when it did not parse: then `error` says why)."""
 
 
 def gather(results: Sequence[Any]) -> Any:
@@ -234,16 +248,15 @@ class BundleHandler(BaseHandler):
         timer = StageTimer()
         with timer("Request"), request_ids_of(context):
             with timer("Preprocess"):
-                items, v2_requests, outcomes = self._decode_all(data, context)
-                items = self.decode_batch(items)
+                decoded = self._decode_each(data, context)
+                items = self.decode_batch({(idx, j): item for idx, request in enumerate(decoded)
+                                           for j, item in enumerate(request.items)})
             with timer("Inference"):
                 results = self._run_decoded(items)
             with timer("Postprocess"):
-                for idx in range(len(data)):
-                    if idx not in outcomes:
-                        outcomes[idx] = self._gather(idx, results, idx in v2_requests)
-                responses = [self._respond(context, idx, outcomes[idx], v2_requests.get(idx, False)) for idx in range(len(data))]
-        errors = [o.code for o in outcomes.values() if isinstance(o, RequestError)]
+                outcomes = [request.error or self._gather(idx, results, request.v2) for idx, request in enumerate(decoded)]
+                responses = [self._respond(context, idx, outcomes[idx], request) for idx, request in enumerate(decoded)]
+        errors = [o.code for o in outcomes if isinstance(o, RequestError)]
         report_batch(getattr(context, "metrics", None), timer.seconds, len(data), errors)
         return responses
 
@@ -253,52 +266,40 @@ class BundleHandler(BaseHandler):
         parts = [results[key] for key in sorted(key for key in results if key[0] == idx)]
         return gather(parts) if v2 else parts[0]
 
-    def _decode_all(self, data: list[dict], context) -> tuple[dict[tuple[int, int], Any], dict[int, Any], dict[int, Any]]:
-        """Decode each request on its own: (items keyed (request, item), the v2 requests, errors)."""
-        items: dict[tuple[int, int], Any] = {}
-        v2_requests: dict[int, Any] = {}
-        failed: dict[int, Any] = {}
-        for idx, decoded in enumerate(self._decode_each(data, context, v2_requests)):
-            if isinstance(decoded, RequestError):
-                failed[idx] = decoded
-            else:
-                items.update({(idx, j): item for j, item in enumerate(decoded)})
-        return items, v2_requests, failed
-
-    def _decode_each(self, data: list[dict], context, v2_requests: dict[int, Any]) -> list[Any]:
-        """Every request's items (or error), in order: side by side in the decode threads, each
+    def _decode_each(self, data: list[dict], context) -> list[DecodedRequest]:
+        """Every request decoded on its own, in order: side by side in the decode threads, each
         with the batch's request ids for its log lines, or here when there is one thread."""
-        calls = [(idx, request, request_headers(context, idx), v2_requests) for idx, request in enumerate(data)]
+        calls = [(idx, request, request_headers(context, idx)) for idx, request in enumerate(data)]
         if self.decode_pool is None or len(calls) < 2:
             return [self._decode_isolated(*call) for call in calls]
         futures = [self.decode_pool.submit(copy_context().run, self._decode_isolated, *call) for call in calls]
         return [future.result() for future in futures]
 
-    def _decode_isolated(self, idx: int, request: dict, headers: Mapping[str, str], v2_requests: dict[int, Any]) -> Any:
-        """One request's items, or the RequestError that fails it alone."""
-        upstream = upstream_error(request_payload(request))
-        if upstream:  # inside a workflow: an earlier node already failed this request
-            return upstream
+    def _decode_isolated(self, idx: int, request: dict, headers: Mapping[str, str]) -> DecodedRequest:
+        """One request's items, or the error that fails it alone; a v2 request is known as v2 before
+        it is parsed, so even its parse error is answered in v2's shape."""
+        payload = request_payload(request)
+        decoded = DecodedRequest(error=upstream_error(payload))  # inside a workflow: an earlier node failed it
+        if decoded.error:
+            return decoded
         try:
-            return self._decode_one(idx, request, headers, v2_requests)
+            decoded.v2 = oip.is_v2(payload, headers)
+            if decoded.v2:
+                decoded.v2_request = oip.parse(payload, oip.header_length(headers))
+                oip.check_outputs(decoded.v2_request, [o["name"] for o in (self.v2_signature() or {}).get("outputs", [])])
+                decoded.items = self.decode_v2(decoded.v2_request)
+            else:
+                decoded.items = [self.decode_request(request)]
         except RequestError as err:
-            return err
+            decoded.error = err
         except Exception:  # a bug or an unforeseen input: log it, fail this request only
             log.exception("%s: decoding failed unexpectedly", request_tag(idx))
-            return InferenceFailed("the input could not be processed; the server log has details")
+            decoded.error = InferenceFailed("the input could not be processed; the server log has details")
+        return decoded
 
-    def _decode_one(self, idx: int, request: dict, headers: Mapping[str, str], v2_requests: dict[int, Any]) -> list[Any]:
-        """One request's items; a v2 request is noted in `v2_requests` first, so even its parse error is v2."""
-        payload = request_payload(request)
-        if not oip.is_v2(payload, headers):
-            return [self.decode_request(request)]
-        v2_requests[idx] = None
-        v2_requests[idx] = v2 = oip.parse(payload, oip.header_length(headers))
-        oip.check_outputs(v2, [o["name"] for o in (self.v2_signature() or {}).get("outputs", [])])
-        return self.decode_v2(v2)
-
-    def run_isolated(self, indices: list[int], items: dict[int, Any]) -> dict[int, Any]:
-        """Run the model on `indices`; on failure bisect, so only the failing items fail."""
+    def run_isolated(self, indices: list[K], items: Mapping[K, Any]) -> dict[K, Any]:
+        """Run the model on the items at `indices` (any keys: a batch's are (request, item) pairs);
+        on failure bisect, so only the failing items fail."""
         if not indices:
             return {}
         try:
@@ -322,7 +323,7 @@ class BundleHandler(BaseHandler):
         outcomes = self._run_decoded(self.decode_batch(dict(enumerate(items))))
         return [outcomes[i] for i in range(len(items))]
 
-    def _run_decoded(self, items: dict[Any, Any]) -> dict[Any, Any]:
+    def _run_decoded(self, items: Mapping[K, Any]) -> dict[K, Any]:
         """decode_batch's items through the model; the ones it already refused keep their error."""
         refused = {key: item for key, item in items.items() if isinstance(item, RequestError)}
         return {**refused, **self.run_isolated([key for key in items if key not in refused], items)}
@@ -347,9 +348,9 @@ class BundleHandler(BaseHandler):
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _respond(self, context, idx: int, outcome: Any, v2_request: Any = False) -> str | bytes:
-        if v2_request is not False:
-            return self._respond_v2(context, idx, outcome, v2_request)
+    def _respond(self, context, idx: int, outcome: Any, request: DecodedRequest) -> str | bytes:
+        if request.v2:
+            return self._respond_v2(context, idx, outcome, request.v2_request)
         context.set_response_content_type(idx, "application/json")
         if isinstance(outcome, RequestError):
             return self._refuse(context, idx, outcome, outcome.to_body())
@@ -357,7 +358,7 @@ class BundleHandler(BaseHandler):
             return compact_json(self.encode_response(outcome))
         except Exception:
             log.exception("%s: encoding the response failed", request_tag(idx))
-            return self._respond(context, idx, InferenceFailed())
+            return self._respond(context, idx, InferenceFailed(), request)
 
     def _respond_v2(self, context, idx: int, outcome: Any, request: oip.InferRequest | None) -> str | bytes:
         """A v2 response: JSON, or the binary extension with its header length; errors as {"error": ...}."""
