@@ -85,3 +85,14 @@ class UpstreamError(RequestError):
         super().__init__(detail)
         self.code = code
         self.status_code = status_code
+
+
+def error_statuses() -> dict[str, int]:
+    """The registry: every code a RequestError class defines, with its HTTP status. The metrics'
+    Code label and a workflow node's upstream error read their codes here, and nowhere else."""
+    pending, statuses = [RequestError], {}
+    while pending:
+        cls = pending.pop()
+        statuses.setdefault(cls.code, cls.status_code)
+        pending.extend(cls.__subclasses__())
+    return statuses

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 
-from handlers.errors import RequestError
+from handlers.errors import error_statuses
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """The `le` bounds TorchServe 0.12 gives every HISTOGRAM (not configurable); documented, not sent."""
@@ -41,17 +41,8 @@ OTHER_CODE = "other"
 """The Code label of an error code this bundle does not define (one a payload made up)."""
 
 
-def known_error_codes() -> frozenset[str]:
-    """Every code a RequestError class defines: the only values the Code label takes."""
-    pending, codes = [RequestError], set()
-    while pending:
-        cls = pending.pop()
-        codes.add(cls.code)
-        pending.extend(cls.__subclasses__())
-    return frozenset(codes)
-
-
-ERROR_CODES = known_error_codes() | {OTHER_CODE}
+ERROR_CODES = frozenset(error_statuses()) | {OTHER_CODE}
+"""The only values the Code label takes: the bundle's error codes, and OTHER_CODE."""
 
 
 def error_label(code: str) -> str:

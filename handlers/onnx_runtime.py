@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import torch
 
-from handlers.weights import WeightsError, sha256_file
+from handlers.weights import WeightsError, verified_file
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,8 @@ def onnx_entry(model_dir: Path, metadata: Mapping[str, Any]) -> tuple[Path, dict
     if not entry:
         raise WeightsError(f"{Path(model_dir) / 'metadata.json'} records no ONNX export: rebuild the archive "
                            "(make archive) or set `runtime: torch`")
-    path = Path(model_dir) / entry["file"]
-    if not path.is_file():
-        raise WeightsError(f"ONNX file {path} is missing: rebuild the archive (make archive) or set `runtime: torch`")
-    actual = sha256_file(path)
-    if actual != entry["sha256"]:
-        raise WeightsError(f"sha256 mismatch for {path.name}: metadata says {entry['sha256']}, file has {actual}; "
-                           "the ONNX model was altered or belongs to another export")
+    path = verified_file(Path(model_dir) / entry["file"], entry["sha256"], "ONNX file",
+                         ": rebuild the archive (make archive) or set `runtime: torch`")
     return path, entry
 
 

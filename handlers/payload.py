@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from handlers.errors import RequestError, UpstreamError
+from handlers.errors import UpstreamError, error_statuses
 
 ERROR_KEYS = {"error", "detail"}
 """The keys of RequestError.to_body(); `assemble` adds "status"."""
@@ -37,12 +37,7 @@ def upstream_error(payload: Any) -> UpstreamError | None:
 
 def status_for(code: str) -> int:
     """The HTTP status of an error code (500 for a code this bundle does not define)."""
-    pending, statuses = [RequestError], {}
-    while pending:
-        cls = pending.pop()
-        statuses.setdefault(cls.code, cls.status_code)
-        pending.extend(cls.__subclasses__())
-    return statuses.get(code, 500)
+    return error_statuses().get(code, 500)
 
 
 def compact_json(body: Any) -> str:

@@ -35,17 +35,20 @@ def read_metadata(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def verified_file(path: Path, sha256: str, what: str, missing_hint: str = "") -> Path:
+    """`path`, once its sha256 is the one the metadata recorded: nothing reads a file before this."""
+    if not path.is_file():
+        raise WeightsError(f"{what} {path} is missing{missing_hint}")
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise WeightsError(f"sha256 mismatch for {path.name}: metadata says {sha256}, file has {actual}; "
+                           f"the {what} was altered or belongs to another export")
+    return path
+
+
 def load_state_dict(folder: Path, metadata: dict) -> dict[str, torch.Tensor]:
     """Load the weights named by `metadata`, refusing them when their sha256 differs."""
-    path = Path(folder) / metadata["weights_file"]
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} is missing")
-    actual = sha256_file(path)
-    if actual != metadata["sha256"]:
-        raise WeightsError(
-            f"sha256 mismatch for {path.name}: metadata says {metadata['sha256']}, file has {actual}; "
-            "the weights were altered or belong to another export"
-        )
+    path = verified_file(Path(folder) / metadata["weights_file"], metadata["sha256"], "weights file")
     warn_on_version_drift(metadata.get("versions", {}).get("torch"), torch.__version__)
     return read_state_dict(path)
 
