@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from scripts.torchserve import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "torchserve-bundle:cpu"
@@ -52,12 +53,6 @@ def memory_quantity(text: str) -> int:
     """A Kubernetes memory quantity in bytes (the binary suffixes the manifests use)."""
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
     return int(text[:-2]) * units[text[-2:]] if text[-2:] in units else int(text)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, key: str | None = None, data: bytes | None = None,

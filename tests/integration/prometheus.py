@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -19,15 +17,11 @@ from urllib.parse import urlparse
 import requests
 import yaml
 
+from scripts.torchserve import free_port, poll_until
+
 SCRAPE_INTERVAL_S = 1
 START_TIMEOUT_S = 60
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def binary() -> str | None:
@@ -35,15 +29,8 @@ def binary() -> str | None:
 
 
 def poll(probe: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.2) -> T:
-    """probe() until it returns something truthy; fail with `what` after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not seen after {timeout_s}s")
-        time.sleep(every_s)
+    """probe() until it returns something truthy (scripts.torchserve.poll_until, polled faster)."""
+    return poll_until(probe, timeout_s, what, interval_s=every_s)
 
 
 @dataclass
