@@ -3,12 +3,13 @@ fixtures shared by the tiers: two real photos and an in-memory encoder."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Callable
 
 import pytest
 from PIL import Image
+
+from tests.support.images import encode_image
 
 TESTS = Path(__file__).parent
 
@@ -44,12 +45,6 @@ def coffee() -> Image.Image:
     from skimage import data
 
     return Image.fromarray(data.coffee())
-
-
-def encode_image(image: Image.Image, fmt: str, **save_args) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **save_args)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from typing import Callable
 from PIL import Image
 
 from scripts.torchserve import REPO
+from tests.support.images import encode_image
 
 Expect = tuple[int, str | None]
 
@@ -55,12 +56,6 @@ def photo() -> bytes:
     return (REPO / "samples" / "coffee.jpg").read_bytes()
 
 
-def encoded(image: Image.Image, fmt: str, **save_args) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **save_args)
-    return buffer.getvalue()
-
-
 def raw(content_type: str, make: Callable[[], bytes]) -> Callable[[], dict]:
     return lambda: {"data": make(), "headers": {"Content-Type": content_type}}
 
@@ -83,36 +78,36 @@ def png_bomb(side: int = 30000) -> bytes:
 
 def jpeg_claiming(width: int, height: int) -> bytes:
     """A small real JPEG whose frame header (SOF0) claims width x height."""
-    data = bytearray(encoded(Image.new("RGB", (64, 64), (200, 100, 50)), "JPEG"))
+    data = bytearray(encode_image(Image.new("RGB", (64, 64), (200, 100, 50)), "JPEG"))
     sof = data.find(b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
 def gif_claiming(width: int, height: int) -> bytes:
-    data = bytearray(encoded(Image.new("P", (4, 4)), "GIF"))
+    data = bytearray(encode_image(Image.new("P", (4, 4)), "GIF"))
     data[6:10] = struct.pack("<HH", width, height)  # the logical screen
     return bytes(data)
 
 
 def png_with_broken_data() -> bytes:
-    data = bytearray(encoded(Image.new("RGB", (64, 64), (200, 100, 50)), "PNG"))
+    data = bytearray(encode_image(Image.new("RGB", (64, 64), (200, 100, 50)), "PNG"))
     data[data.find(b"IDAT") + 10] ^= 0xFF
     return bytes(data)
 
 
 def animated_gif() -> bytes:
     frames = [Image.open(io.BytesIO(photo())).convert("RGB"), Image.new("RGB", (600, 400), (0, 0, 255))]
-    return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return encode_image(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
 def corrupt_exif_jpeg() -> bytes:
     """The photo with an EXIF block whose IFD offset points far past its end."""
-    return encoded(Image.open(io.BytesIO(photo())), "JPEG", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    return encode_image(Image.open(io.BytesIO(photo())), "JPEG", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
 
 
 def blank(width: int, height: int, fmt: str = "PNG") -> bytes:
-    return encoded(Image.new("L", (width, height), 128), fmt)
+    return encode_image(Image.new("L", (width, height), 128), fmt)
 
 
 def nested(depth: int) -> bytes:
@@ -139,7 +134,7 @@ CORPUS: list[BadInput] = [
     BadInput("truncated-jpeg", raw("image/jpeg", lambda: photo()[: len(photo()) // 3]), UNDECODABLE, UNDECODABLE),
     BadInput("truncated-png", raw("image/png", lambda: blank(300, 200)[:60]), UNDECODABLE, UNDECODABLE),
     BadInput("jpeg-header-only", raw("image/jpeg", lambda: photo()[:200]), UNDECODABLE, UNDECODABLE),
-    BadInput("truncated-webp", raw("image/webp", lambda: encoded(Image.open(io.BytesIO(photo())), "WEBP")[:300]),
+    BadInput("truncated-webp", raw("image/webp", lambda: encode_image(Image.open(io.BytesIO(photo())), "WEBP")[:300]),
              UNDECODABLE, UNDECODABLE),
     BadInput("png-broken-data", raw("image/png", png_with_broken_data), UNDECODABLE, UNDECODABLE),
     BadInput("random-bytes", raw(OCTETS, lambda: random.Random(0).randbytes(4096)), UNDECODABLE, UNDECODABLE),
@@ -151,8 +146,8 @@ CORPUS: list[BadInput] = [
     BadInput("pdf", raw("application/pdf", lambda: b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"),
              UNDECODABLE, UNDECODABLE),
     BadInput("eps-never-reaches-ghostscript", raw("application/postscript", lambda: EPS), MEDIA, OK),
-    BadInput("ico", raw("image/x-icon", lambda: encoded(Image.new("RGB", (32, 32)), "ICO")), MEDIA, UNDECODABLE),
-    BadInput("tga", raw(OCTETS, lambda: encoded(Image.new("RGB", (32, 32), (9, 9, 9)), "TGA")), MEDIA, INVALID),  # ASCII bytes, NULs
+    BadInput("ico", raw("image/x-icon", lambda: encode_image(Image.new("RGB", (32, 32)), "ICO")), MEDIA, UNDECODABLE),
+    BadInput("tga", raw(OCTETS, lambda: encode_image(Image.new("RGB", (32, 32), (9, 9, 9)), "TGA")), MEDIA, INVALID),  # ASCII bytes, NULs
     # sizes and shapes
     BadInput("png-bomb-30000x30000", raw("image/png", png_bomb), TOO_LARGE, UNDECODABLE),
     BadInput("jpeg-header-65500x65500", raw("image/jpeg", lambda: jpeg_claiming(65500, 65500)), TOO_LARGE, UNDECODABLE),
@@ -198,3 +193,21 @@ CORPUS: list[BadInput] = [
 def refused(endpoint: str) -> list[BadInput]:
     """The entries an endpoint answers with a 4xx ("image" covers the workflow too)."""
     return [case for case in CORPUS if getattr(case, endpoint)[0] >= 400]
+
+
+# What a photo of a cat may be called (ImageNet has several cats).
+CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
+
+
+def raw_bytes(case) -> bytes | None:
+    request = case.build()
+    content_type = request.get("headers", {}).get("Content-Type", "")
+    if set(request) != {"data", "headers"} or not content_type.startswith(("image/", OCTETS)):
+        return None
+    return bytes(request["data"])
+
+
+# Corpus kinds that are raw bytes with an image or octet-stream type: over HTTP the handler gets
+# them as bytes, just as over gRPC, so the same code is expected. (Kinds whose meaning depends on
+# HTTP headers, forms or JSON parsing by the frontend have no gRPC equivalent.)
+BYTE_KINDS = [case for case in CORPUS if case.image != FRONTEND_413 and raw_bytes(case) is not None]

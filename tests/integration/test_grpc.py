@@ -4,38 +4,19 @@ PredictionError (TorchServe 0.12's gRPC drops per-request statuses), and the siz
 
 from __future__ import annotations
 
-import io
 import json
 
 import grpc
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from models.registry import get_spec
 from scripts.grpc_client import GrpcClient, PredictionError
 from scripts.torchserve import REPO
-from tests.integration.corpus import CORPUS, FRONTEND_413, OCTETS
+from tests.integration.corpus import BYTE_KINDS, CATS, raw_bytes
+from tests.support.images import noise_png
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("settled")]
-
-CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
-
-
-def raw_bytes(case) -> bytes | None:
-    request = case.build()
-    content_type = request.get("headers", {}).get("Content-Type", "")
-    if set(request) != {"data", "headers"} or not content_type.startswith(("image/", OCTETS)):
-        return None
-    return bytes(request["data"])
-
-
-# Corpus kinds that are raw bytes with an image or octet-stream type: over HTTP the handler gets
-# them as bytes, just as over gRPC, so the same code is expected. (Kinds whose meaning depends on
-# HTTP headers, forms or JSON parsing by the frontend have no gRPC equivalent.)
-BYTE_KINDS = [case for case in CORPUS if case.image != FRONTEND_413 and raw_bytes(case) is not None]
-
 
 @pytest.fixture(scope="module")
 def client(server):
@@ -85,14 +66,6 @@ def test_management_list_describe_scale(client):
     shipped = yaml.safe_load(get_spec("minilm").config_path.read_text())["minWorkers"]
     assert described["modelName"] == "minilm" and [w["status"] for w in described["workers"]] == ["READY"] * shipped
     assert client.scale("minilm", min_worker=shipped) == f"Workers scaled to {shipped} for model: minilm"
-
-
-def noise_png(megabytes: float) -> bytes:
-    side = int((megabytes * 1e6 / 3) ** 0.5)
-    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=0)
-    return buffer.getvalue()
 
 
 def test_bodies_over_grpcios_4_mib_default_pass_up_to_max_request_size(client):

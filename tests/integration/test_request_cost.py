@@ -7,26 +7,18 @@ character budget is cut before tokenizing and says "truncated".
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.integration.corpus import CATS
+from tests.support.images import encode_image
+
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("settled")]
-
-CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
-
-
-def saved(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
 
 def test_a_50_megapixel_phone_jpeg_is_served(server, chelsea):
     phone = chelsea.resize((8160, 6120), Image.Resampling.BILINEAR)  # a Samsung 50 Mpx frame
-    response = server.predict("efficientnet_lite0", data=saved(phone, "JPEG", quality=90))
+    response = server.predict("efficientnet_lite0", data=encode_image(phone, "JPEG", quality=90))
     assert response.status_code == 200, response.text
     assert next(iter(response.json())) in CATS
 
@@ -34,7 +26,7 @@ def test_a_50_megapixel_phone_jpeg_is_served(server, chelsea):
 def test_a_png_that_decodes_to_40_megapixels_is_refused_by_name(server):
     gradient = np.linspace(0, 255, 6300, dtype=np.uint8)
     image = Image.fromarray(np.broadcast_to(gradient, (6300, 6300)).copy()).convert("RGB")
-    body = saved(image, "PNG")
+    body = encode_image(image, "PNG")
     assert len(body) < 2_000_000  # cheap to send: what it would cost is the decode
     response = server.predict("efficientnet_lite0", data=body, headers={"Content-Type": "image/png"})
     assert response.status_code == 413

@@ -16,7 +16,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from scripts.torchserve import REPO
-from tests.integration.test_grpc import BYTE_KINDS, CATS, raw_bytes
+from tests.integration.corpus import BYTE_KINDS, CATS, raw_bytes
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("settled")]
 

@@ -39,6 +39,7 @@ from handlers.vision import (
     to_rgb,
     top_k_labels,
 )
+from tests.support.images import encode_image
 
 MAX_PIXELS = 40_000_000
 ORIENTATION = 0x0112
@@ -460,9 +461,7 @@ def test_centre_crop_box_is_the_kept_region(size, resize, crop):
 
 
 def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    return encode_image(image, "JPEG", quality=90)
 
 
 @pytest.mark.parametrize(

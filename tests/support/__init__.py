@@ -1,0 +1,1 @@
+"""Helpers the tests share (not a tier: no tests here)."""
