@@ -11,6 +11,9 @@ CONFIG      ?= config.properties
 PYTEST_ARGS ?=
 STAMP       := $(VENV)/.installed
 HANDLER_SRC := $(wildcard handlers/*.py)
+# What an export and an archive are built from: a change here rebuilds them (no stale archives).
+MODEL_SRC   := $(wildcard models/*.py) scripts/export_weights.py scripts/onnx_export.py
+ARCHIVE_SRC := $(HANDLER_SRC) $(wildcard models/*.py) scripts/build_archives.py
 
 .PHONY: help install weights archive archive-custom serve ready stop test lint grpc-stubs clean
 
@@ -33,16 +36,16 @@ weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadat
 model_config = $(or $(wildcard models/configs/$(1).yaml),models/configs/torchvision.yaml)
 .SECONDEXPANSION:
 
-$(WEIGHTS_DIR)/%/metadata.json: $(STAMP) $$(call model_config,$$*)
+$(WEIGHTS_DIR)/%/metadata.json: $(STAMP) $$(call model_config,$$*) $(MODEL_SRC)
 	$(PY) -m scripts.export_weights $* --out $(WEIGHTS_DIR)
 
 archive: $(MODELS:%=$(MODEL_STORE)/%.mar) $(WORKFLOWS:%=$(WF_STORE)/%.war)  ## build the .mar of MODELS and the .war of WORKFLOWS
 
-$(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json $$(call model_config,$$*) $(HANDLER_SRC)
+$(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json $$(call model_config,$$*) $(ARCHIVE_SRC)
 	$(PY) -m scripts.build_archives $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE)
 
 # A workflow names its models' archives; they are registered from the model store with it.
-$(WF_STORE)/%.war: workflows/%.yaml $(HANDLER_SRC) $(STAMP)
+$(WF_STORE)/%.war: workflows/%.yaml $(HANDLER_SRC) scripts/build_workflow.py $(STAMP)
 	$(PY) -m scripts.build_workflow $< --wf-store $(WF_STORE)
 
 # Your own model: make archive-custom NAME=mynet MODEL_FILE=net.py MODEL_CLASS=Net STATE_DICT=net.pth \
@@ -97,12 +100,12 @@ inspect: $(WEIGHTS_DIR)/$(MODEL)/metadata.json  ## resource estimates for MODEL:
 test: $(STAMP) lint  ## lint, then the whole test suite (tiers: unit, handler, tooling, integration, container)
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# pyproject.toml [tool.ruff]: pyflakes, pycodestyle, isort, bugbear. Not part of `make test` yet.
 # Stubs for TorchServe's gRPC APIs, from the protos inside the installed jar (scripts/grpc_stubs.py);
 # scripts/grpc_client.py also makes them on first use.
 grpc-stubs: $(STAMP)  ## Python stubs for TorchServe's gRPC APIs -> build/grpc/ (docs/grpc.md)
 	$(PY) -m scripts.grpc_stubs --out build/grpc
 
+# pyproject.toml [tool.ruff]: pyflakes, pycodestyle, isort, bugbear. `make test` runs it first.
 lint: $(STAMP)  ## check the Python code with ruff (pyproject.toml [tool.ruff])
 	$(VENV)/bin/ruff check .
 
@@ -116,11 +119,12 @@ soak: $(STAMP)  ## SOAK_REQUESTS (20,000) at concurrency 64: nothing lost, no 5x
 
 # The image (Dockerfile, docs/docker.md). It builds its own weights and archives for MODELS.
 # ENGINE: docker when its daemon answers, else podman when installed (ENGINE=podman picks one).
+# Looked up once, and only by the targets that use it (not by `make archive` or `make -s print-X`).
 IMAGE       ?= torchserve-bundle
 VARIANT     ?= cpu
 ENGINES     := docker podman
 ifeq ($(origin ENGINE),undefined)
-ENGINE      := $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
+ENGINE       = $(eval ENGINE := $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi))$(ENGINE)
 endif
 BASE_IMAGE  ?= docker.io/library/debian:bookworm-slim
 # podman: the repo's containers.conf (docker/containers.conf says why); PODMAN_CONF= for the system's.
@@ -128,13 +132,11 @@ PODMAN_CONF ?= $(CURDIR)/docker/containers.conf
 # The CA bundle pip trusts on this host, mounted into podman builds (PyPI's TLS may go through it).
 HOST_CA     ?= $(firstword $(wildcard $(PIP_CERT) $(SSL_CERT_FILE) /etc/ssl/certs/ca-certificates.crt))
 TORCH_INDEX_URL ?=
-ifeq ($(ENGINE),podman)
-ifneq ($(PODMAN_CONF),)
-export CONTAINERS_CONF := $(PODMAN_CONF)
-endif
-# --format docker keeps HEALTHCHECK (OCI images have none); --network host reaches PyPI from RUN.
-BUILD_FLAGS := --format docker --network host $(if $(HOST_CA),-v $(HOST_CA):/run/host-ca.pem:ro --build-arg PIP_CERT_FILE=/run/host-ca.pem)
-endif
+# podman: its config ($(PODMAN_CONF)) for every engine command; --format docker keeps HEALTHCHECK
+# (OCI images have none); --network host reaches PyPI from RUN.
+IS_PODMAN    = $(filter podman,$(ENGINE))
+RUN_ENGINE   = $(if $(and $(IS_PODMAN),$(PODMAN_CONF)),CONTAINERS_CONF=$(PODMAN_CONF) )$(ENGINE)
+BUILD_FLAGS  = $(if $(IS_PODMAN),--format docker --network host $(if $(HOST_CA),-v $(HOST_CA):/run/host-ca.pem:ro --build-arg PIP_CERT_FILE=/run/host-ca.pem))
 .PHONY: docker docker-base base-stand-in docker-run engine print-%
 
 engine:
@@ -142,9 +144,9 @@ engine:
 	  "Install one: apt-get install -y podman runc uidmap (Debian/Ubuntu), or Docker Engine (https://docs.docker.com/engine/install/)."; exit 1; }
 
 docker: engine  ## build the image torchserve-bundle:cpu with docker or podman (VARIANT=gpu: GPU workers)
-	@$(ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(ENGINE) pull $(BASE_IMAGE) || \
+	@$(RUN_ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1 || $(RUN_ENGINE) pull $(BASE_IMAGE) || \
 	  { echo "make: the base image $(BASE_IMAGE) is missing and cannot be pulled: run \`make docker-base\` (a local stand-in)"; exit 1; }
-	$(ENGINE) build $(BUILD_FLAGS) --build-arg VARIANT=$(VARIANT) --build-arg MODELS="$(MODELS)" \
+	$(RUN_ENGINE) build $(BUILD_FLAGS) --build-arg VARIANT=$(VARIANT) --build-arg MODELS="$(MODELS)" \
 	  --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) -t $(IMAGE):$(VARIANT) .
 
 # A local stand-in for $(BASE_IMAGE) where no registry answers: Debian bookworm minbase, as
@@ -152,7 +154,7 @@ docker: engine  ## build the image torchserve-bundle:cpu with docker or podman (
 # the published image; `$(ENGINE) rmi $(BASE_IMAGE)` and `$(ENGINE) pull` swap in the real one.
 # Kept when present (a pulled real one, or the stand-in and the layer cache built on it).
 docker-base: engine  ## build a local stand-in of debian:bookworm-slim (mmdebstrap + import) unless present
-	@if $(ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1; then \
+	@if $(RUN_ENGINE) image inspect $(BASE_IMAGE) >/dev/null 2>&1; then \
 	  echo "make: $(BASE_IMAGE) is present, kept (\`$(ENGINE) rmi $(BASE_IMAGE)\` to make the stand-in again)"; exit 0; fi; \
 	$(MAKE) --no-print-directory base-stand-in
 
@@ -160,7 +162,7 @@ base-stand-in:
 	@command -v mmdebstrap >/dev/null || { echo "make: docker-base needs mmdebstrap: apt-get install -y mmdebstrap"; exit 1; }
 	mkdir -p build/base
 	mmdebstrap --quiet --variant=minbase bookworm build/base/rootfs.tar
-	$(ENGINE) import --change 'CMD ["bash"]' build/base/rootfs.tar $(BASE_IMAGE)
+	$(RUN_ENGINE) import --change 'CMD ["bash"]' build/base/rootfs.tar $(BASE_IMAGE)
 	rm -f build/base/rootfs.tar
 
 print-%:
@@ -168,7 +170,7 @@ print-%:
 
 # Inference and the v2 front on every interface; management and metrics on this host's loopback only.
 docker-run: engine  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
-	$(ENGINE) run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
+	$(RUN_ENGINE) run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
 	  -p 8080:8080 -p 8090:8090 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \
 	  -v torchserve-snapshots:/home/model-server/logs/config $(IMAGE):$(VARIANT)
 
@@ -180,13 +182,13 @@ kserve-store: archive  ## KServe's storage layout -> build/kserve/ (config/confi
 	$(PY) -m scripts.kserve_store --models $(MODELS) --model-store $(MODEL_STORE) --out $(KSERVE_STORE)
 
 # Kubernetes without a cluster (docs/docker.md): the rendered CPU overlay under podman kube play.
-GATEWAY_IMAGE := $(shell sed -n 's/^ *image: *\(.*nginx.*\)/\1/p' deploy/k8s/base/deployment.yaml)
+GATEWAY_IMAGE = $(eval GATEWAY_IMAGE := $(shell sed -n 's/^ *image: *\(.*nginx.*\)/\1/p' deploy/k8s/base/deployment.yaml))$(GATEWAY_IMAGE)
 .PHONY: kube-gateway kube-play kube-token kube-down
 
 # A LOCAL STAND-IN under the gateway image's name, for machines that cannot pull it: Debian's
 # nginx on the same base (docker/gateway/Dockerfile), not the published image.
 kube-gateway: engine  ## build a local stand-in of the gateway's nginx image (Debian's nginx)
-	$(ENGINE) build $(BUILD_FLAGS) -t docker.io/$(GATEWAY_IMAGE) docker/gateway
+	$(RUN_ENGINE) build $(BUILD_FLAGS) -t docker.io/$(GATEWAY_IMAGE) docker/gateway
 
 # No $(STAMP) prerequisite: these need only the venv's python and yaml, never a reinstall.
 KUBE_PY = @test -x $(PY) || { echo "make: run \`make install\` first"; exit 1; }
