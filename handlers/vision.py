@@ -47,8 +47,13 @@ def extract_image_bytes(request: Mapping[str, Any], max_bytes: int) -> bytes:
         raw = decode_base64(payload)
     else:
         raise InvalidPayload(f"unexpected payload of type {type(payload).__name__}; {SEND_AN_IMAGE}")
+    return check_encoded_size(raw, max_bytes, SEND_AN_IMAGE)
+
+
+def check_encoded_size(raw: bytes, max_bytes: int, how_to_send: str) -> bytes:
+    """`raw`, unless it is empty (400, saying `how_to_send` one) or over `max_bytes` (413)."""
     if not raw:
-        raise EmptyPayload(f"the image is empty; {SEND_AN_IMAGE}")
+        raise EmptyPayload(f"the image is empty; {how_to_send}")
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"the image is {len(raw)} bytes; the limit is {max_bytes}")
     return raw

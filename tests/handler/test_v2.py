@@ -118,6 +118,8 @@ def test_one_batch_mixes_protocols_and_a_bad_request_fails_alone(classifier, cla
     ({"inputs": []}, 400, "non-empty list"),
     (b'{"inputs": [{"name": "image",', 400, "does not parse"),
     ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [17], "data": ["eA=="] * 17}]}, 413, "max_images"),
+    # v2's own words, not the v1 endpoint's curl advice
+    ({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [""]}]}, 400, "element of the BYTES input `image`"),
 ])
 def test_bad_json_requests_get_a_v2_error_and_their_status(classifier, classifier_context, body, status, says):
     request = {"body": bytearray(body) if isinstance(body, bytes) else body}
