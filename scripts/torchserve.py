@@ -26,6 +26,7 @@ from typing import Callable, TypeVar
 
 import requests
 
+from scripts import readiness
 from scripts.keyfile import auth_header, read_keys
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,16 +167,18 @@ def write_config(path: Path, model_store: Path, load_models: str) -> dict[str, s
 class TorchServe(Client):
     """A server this process started (or whose process it holds): the client plus start and stop."""
 
-    def __init__(self, workdir: Path, urls: dict[str, str], process: subprocess.Popen) -> None:
+    def __init__(self, workdir: Path, urls: dict[str, str], process: subprocess.Popen, workflows: tuple[str, ...] = ()) -> None:
         super().__init__(urls, workdir / "key_file.json")  # TorchServe writes it in its working directory
         self.workdir = workdir
         self.process = process
+        self.workflows = workflows
 
     @classmethod
     def start(cls, workdir: Path, model_store: Path, load_models: str,
               workflow_store: Path | None = None, workflows: tuple[str, ...] = (),
-              extra_args: tuple[str, ...] = ()) -> "TorchServe":
-        """Start as `make serve` does: scripts/serve.py, registering `workflows` once up.
+              extra_args: tuple[str, ...] = (), until: str = "ready") -> "TorchServe":
+        """Start as `make serve` does: scripts/serve.py, registering `workflows` once up; return once
+        it is ready (`until="ping"`: once /ping answers, models still loading: a cold start's clock).
 
         `extra_args` go to scripts/serve.py as they are (e.g. --snapshots --log-dir DIR).
         """
@@ -188,19 +191,29 @@ class TorchServe(Client):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log = open(workdir / "serve.out", "ab")  # a restart in the same workdir keeps the first run's log
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        server = cls(workdir, urls, process)
-        server.wait_until_ready()
+        server = cls(workdir, urls, process, tuple(workflows))
+        server.wait_until_answering() if until == "ping" else server.wait_until_ready()
         return server
 
-    def wait_until_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Until the key file exists and /ping answers Healthy (models loaded); fail fast if it died."""
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"TorchServe exited early; see {self.workdir / 'serve.out'}")
-            return self.key_file.is_file() and self.ping()
-
-        poll_until(ready, timeout_s, f"TorchServe to answer /ping Healthy; see {self.workdir}",
+    def wait_until_answering(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until the key file exists and /ping answers Healthy: up, some workers may still be loading."""
+        poll_until(lambda: self._alive() and self.key_file.is_file() and self.ping(), timeout_s,
+                   f"TorchServe to answer /ping Healthy; see {self.workdir}",
                    ignore=(requests.ConnectionError, json.JSONDecodeError, KeyError))
+
+    def wait_until_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Until ready as scripts/readiness.py defines it for `make serve`'s `ready:` line and the
+        probes: every model's workers READY and every workflow registered (/ping is Healthy with one
+        worker up); fail fast if the server died."""
+        target = readiness.Server(self.urls["management"], self.key_file,
+                                  workflows=[readiness.workflow_name(w) for w in self.workflows])
+        poll_until(lambda: self._alive() and self.key_file.is_file() and not readiness.missing(target), timeout_s,
+                   f"TorchServe to be ready (every worker READY, every workflow registered); see {self.workdir}")
+
+    def _alive(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"TorchServe exited early; see {self.workdir / 'serve.out'}")
+        return True
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)

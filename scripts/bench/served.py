@@ -142,7 +142,7 @@ def start_own_server(model_store: Path, workdir: Path) -> tuple[TorchServe, floa
     for name in (IMAGE, TEXT):
         shutil.copyfile(model_store / f"{name}.mar", store / f"{name}.mar")
     started = time.monotonic()
-    server = TorchServe.start(workdir / "server", store, f"{IMAGE}={IMAGE}.mar,{TEXT}={TEXT}.mar")
+    server = TorchServe.start(workdir / "server", store, f"{IMAGE}={IMAGE}.mar,{TEXT}={TEXT}.mar", until="ping")
     cat = (REPO / "samples" / "cat.jpg").read_bytes()
     poll_until(lambda: server.predict(IMAGE, data=cat, timeout_s=60).status_code == 200, START_TIMEOUT_S,
                f"a first 200 from {IMAGE}; see {server.workdir / 'serve.out'}", interval_s=0.1,

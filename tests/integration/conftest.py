@@ -11,9 +11,9 @@ from models.registry import get_spec
 from scripts.build_archives import build_archive
 from scripts.build_workflow import DEFAULT_SPEC, build_workflow
 from scripts.export_weights import export
-from scripts.torchserve import TorchServe, poll_until
-from tests.conftest import encode_image as encode  # noqa: F401  (the integration tests import it from here)
+from scripts.torchserve import TorchServe
 from tests.integration.figures import summary_lines
+from tests.support.images import encode_image as encode  # noqa: F401  (the integration tests import it from here)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -58,11 +58,10 @@ def server(tmp_path_factory, model_store, wf_store) -> TorchServe:
 
 @pytest.fixture(scope="session")
 def settled(server) -> TorchServe:
-    """The server once serve.py's background registration of the workflow is over. While it runs
-    (20-35 s on 2 cores) TorchServe 0.12 holds predictions and some management requests until it
-    ends (docs/reliability.md): timings and short timeouts measured then would measure that."""
-    poll_until(lambda: server.manage("GET", "/workflows/photo_embedding").status_code == 200, 240,
-               f"photo_embedding to be registered; see {server.workdir / 'serve.out'}", interval_s=1)
+    """The session server, ready: TorchServe.start returns once every worker is READY and the
+    workflow is registered (scripts/readiness.py, as `make serve`'s `ready:` line). While serve.py
+    registers the workflow (20-35 s on 2 cores) TorchServe 0.12 holds predictions and some
+    management requests (docs/reliability.md); a server that is not ready never reaches a test."""
     return server
 
 
