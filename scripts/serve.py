@@ -38,8 +38,9 @@ from scripts.v2_sidecar import Sidecar
 from scripts.workflows import register_all
 
 STOP_TIMEOUT_S = 60
-LOG_CONFIGS = {"text": None, "json": Path(__file__).resolve().parents[1] / "docker" / "log4j2-json.xml"}
-"""--log-format -> the log4j2 config given to TorchServe (None: the one inside its jar)."""
+LOG_CONFIGS = {name: Path(__file__).resolve().parents[1] / "docker" / f"log4j2-{name}.xml" for name in ("text", "json")}
+"""--log-format -> the log4j2 config given to TorchServe: the jar's own appenders and loggers, with
+the frontend's echo of each [METRICS] line kept off the console (docker/log4j2-text.xml says why)."""
 READY_TIMEOUT_S = 600  # two models on 2 cores load in well under a minute; a slow disk may take longer
 
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.workflows and not (args.workflow_store and args.workflow_store.is_dir()):
         sys.exit(f"serve: workflow store {args.workflow_store} does not exist; run `make archive` first")
     log_config = LOG_CONFIGS[args.log_format]
-    if log_config is not None and not log_config.is_file():
+    if not log_config.is_file():
         sys.exit(f"serve: --log-format {args.log_format} needs {log_config}, which is missing")
     command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
     key_file = Path("key_file.json").resolve()  # TorchServe writes it in its working directory: this one
