@@ -103,7 +103,7 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start
 
     def stop(signum, _frame):
         if stop_requested:  # a second Ctrl-C: no more waiting for the requests in flight
-            os.killpg(process.pid, signal.SIGTERM)
+            server_stop.signal_group(process.pid, signal.SIGTERM)
             return
         name = signal.Signals(signum).name
         stop_requested.append((name, time.monotonic()))

@@ -108,19 +108,34 @@ def end_group(pgid: int, grace_s: float = LEFTOVER_GRACE_S) -> bool:
     """Once the launcher has exited: SIGTERM whatever is left of its group (workers Java left
     behind, or Java itself if the launcher died first), SIGKILL after grace_s.
 
-    Returns True when nothing had to be killed."""
-    if not _signal_group(pgid, signal.SIGTERM):
+    Returns True when nothing had to be killed. Zombies do not count: a parent that has not reaped
+    them yet (or a PID 1 that never will) must not hold the stop."""
+    if not running(pgid):
         return True
+    signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        if not _signal_group(pgid, 0):
+        if not running(pgid):
             return True
         time.sleep(POLL_S)
-    _signal_group(pgid, signal.SIGKILL)
+    signal_group(pgid, signal.SIGKILL)
     return False
 
 
-def _signal_group(pgid: int, signum: int) -> bool:
+def running(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies aside)."""
+    import psutil
+
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (OSError, psutil.Error):  # gone meanwhile
+            continue
+    return False
+
+
+def signal_group(pgid: int, signum: int) -> bool:
     """False when the group has no process left."""
     try:
         os.killpg(pgid, signum)
