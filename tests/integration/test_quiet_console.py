@@ -1,12 +1,14 @@
 """An idle server keeps its console quiet (issue 21: 96 lines a minute, nearly all the frontend's
-echo of each worker's heartbeat metric), while the heartbeat still reaches :8082/metrics, its
-echo goes to model_metrics.log, and every request still logs one access line."""
+echo of each worker's heartbeat metric), also while health checks read the management API, while
+the heartbeat still reaches :8082/metrics, its echo goes to model_metrics.log, and every request
+still logs one access line."""
 
 from __future__ import annotations
 
 import math
 import time
 
+from scripts import readiness
 from scripts.torchserve import poll_until
 
 IDLE_LINES_PER_MINUTE = 10
@@ -38,9 +40,14 @@ def test_an_idle_server_prints_almost_nothing_and_its_heartbeats_still_count(set
     poll_until(lambda: any(line.startswith("ready: ") for line in console(settled)), 240, "the ready: line")
     beats_before = heartbeats(settled)
     beating = workers(settled, beats_before)
+    probe = readiness.Server.from_config(settled.workdir / "config.properties", settled.key_file, ["photo_embedding"])
+
+    def window_over() -> bool:
+        assert readiness.missing(probe) == []  # a health check every second: its reads stay off the console
+        return echoed_beats(settled) - echoes_before >= BEATS * beating
+
     lines_before, echoes_before, started = len(console(settled)), echoed_beats(settled), time.monotonic()
-    poll_until(lambda: echoed_beats(settled) - echoes_before >= BEATS * beating, 60,
-               f"{BEATS} heartbeats from each of {beating} workers in model_metrics.log", interval_s=1)
+    poll_until(window_over, 60, f"{BEATS} heartbeats from each of {beating} workers in model_metrics.log", interval_s=1)
     minutes = (time.monotonic() - started) / 60
     printed = console(settled)[lines_before:]
     assert not [line for line in printed if "[METRICS]" in line], printed

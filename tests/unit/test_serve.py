@@ -57,6 +57,7 @@ def test_each_log_format_gives_torchserve_its_log4j2_config(tmp_path):
 
 
 ECHO_LOGGER = "org.pytorch.serve.wlm.WorkerLifeCycle"
+ACCESS_LOGGER = "ACCESS_LOG"
 
 
 def shape(root) -> tuple[set, set]:
@@ -73,12 +74,34 @@ def stock_config():
 @pytest.mark.parametrize("log_format", sorted(LOG_CONFIGS))
 def test_the_log4j2_configs_keep_torchserves_appenders_and_loggers(log_format):
     """The same files and loggers as the jar's own log4j2.xml, plus the one that keeps the [METRICS]
-    echo off the console: each layout as before."""
+    echo off the console, and the access log's console lines filtered: each layout as before."""
     ours = ET.parse(LOG_CONFIGS[log_format]).getroot()
     appenders, loggers = shape(ours)
     assert appenders == shape(stock_config())[0]
-    assert {lg for lg in loggers if lg[0] != ECHO_LOGGER} == shape(stock_config())[1]
+    changed = {ECHO_LOGGER, ACCESS_LOGGER}
+    assert {lg for lg in loggers if lg[0] not in changed} == {lg for lg in shape(stock_config())[1] if lg[0] not in changed}
     assert (ECHO_LOGGER, "debug", ("model_metrics", "ts_log", "STDOUT")) in loggers
+    assert (ACCESS_LOGGER, "info", ("access_log", "ts_log", "STDOUT")) in loggers  # as before: its own file, then root's
+
+
+@pytest.mark.parametrize("log_format", sorted(LOG_CONFIGS))
+@pytest.mark.parametrize("line, on_console", [
+    ('/127.0.0.1:41906 "GET /models/minilm/all HTTP/1.1" 200 1', False),  # a readiness check
+    ('/127.0.0.1:41906 "GET /ping HTTP/1.1" 200 3', False),
+    ('/127.0.0.1:41906 "GET /workflows/photo_embedding HTTP/1.1" 200 0', False),
+    ('/127.0.0.1:41906 "GET /metrics HTTP/1.1" 200 4', False),
+    ('/127.0.0.1:41906 "POST /predictions/minilm HTTP/1.1" 200 12', True),
+    ('/127.0.0.1:41906 "POST /v2/models/minilm/infer HTTP/1.1" 200 12', True),
+    ('/127.0.0.1:41906 "GET /models/nope HTTP/1.1" 404 3', True),  # errors print
+    ('/127.0.0.1:41906 "PUT /models/minilm?min_worker=2 HTTP/1.1" 202 3', True),  # changes print
+])
+def test_probe_reads_stay_off_the_console(log_format, line, on_console):
+    """Access lines reach the console unless they are a probe's answered read (GET /models, /ping ...)."""
+    access = next(lg for lg in ET.parse(LOG_CONFIGS[log_format]).getroot().find("Loggers") if lg.get("name") == ACCESS_LOGGER)
+    (console,) = [ref for ref in access if ref.get("ref") == "STDOUT"]
+    (regex_filter,) = console
+    assert (regex_filter.get("onMatch"), regex_filter.get("onMismatch")) == ("DENY", "NEUTRAL")
+    assert (re.fullmatch(regex_filter.get("regex"), line) is None) == on_console
 
 
 @pytest.mark.parametrize("log_format", sorted(LOG_CONFIGS))
