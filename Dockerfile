@@ -104,8 +104,8 @@ FROM deps AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin model-server
 # The code that runs the server; handlers and weights travel inside the archives. Root-owned,
 # like the model store: the server can read them, not change them.
-COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py scripts/keyfile.py scripts/torchserve.py scripts/java.py scripts/readiness.py scripts/v2_front.py scripts/v2_sidecar.py /app/scripts/
-COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py docker/log4j2-json.xml /app/docker/
+COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py scripts/keyfile.py scripts/torchserve.py scripts/java.py scripts/readiness.py scripts/v2_front.py scripts/v2_sidecar.py scripts/server_stop.py /app/scripts/
+COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py docker/log4j2-text.xml docker/log4j2-json.xml /app/docker/
 COPY --from=builder /src/model-store/ /home/model-server/model-store/
 COPY --from=builder /src/wf-store/ /home/model-server/wf-store/
 # The stores stay where they are when SERVE_WORKDIR moves (a read-only root filesystem: docs/docker.md).

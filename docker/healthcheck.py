@@ -2,6 +2,7 @@
 
     python /app/docker/healthcheck.py          # ready: the image's HEALTHCHECK, k8s startup/readiness probes
     python /app/docker/healthcheck.py --live   # alive: GET /ping only, the k8s liveness probe
+    python /app/docker/healthcheck.py --stopping 5   # k8s preStop: not ready from now, then wait 5 s
 
 Ready is scripts/readiness.py's check, the same as `make ready` and the `ready:` line: every
 model has all its workers READY and every workflow of SERVE_WORKFLOWS is registered. Alive is
@@ -9,6 +10,10 @@ lighter: /ping with the inference key (TorchServe 0.12 wants it there), so that 
 loading or scaling workers is not killed. Expired keys are renewed with the API key first, as an
 operator would; otherwise a healthy server would turn unhealthy at that hour and be restarted.
 With token auth off there is no key file, and the requests carry no key.
+
+--stopping is the Kubernetes preStop hook: it marks the server stopping, as scripts/serve.py does
+on SIGTERM, so readiness fails at once, then waits while the Service stops sending requests here;
+the SIGTERM that follows stops TorchServe, which answers the requests it holds (docs/docker.md).
 
 Paths and addresses come from the environment docker/entrypoint.sh reads. Standard library only:
 it runs every few seconds.
@@ -18,12 +23,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(APP))  # scripts/ sits beside docker/ in /app (and in the repo)
 
 from scripts.readiness import Server, address, fresh_key, missing, read_properties, request  # noqa: E402
+from scripts.server_stop import mark_stopping  # noqa: E402
 
 DEFAULT_WORKFLOWS = "photo_embedding.war"  # docker/entrypoint.sh's default; the image sets SERVE_WORKFLOWS
 
@@ -48,7 +55,16 @@ def ready(env: dict[str, str]) -> list[str]:
     return missing(Server.from_config(config, key_file, workflows, env))
 
 
+def stopping(env: dict[str, str], wait_s: float) -> int:
+    mark_stopping(paths(env)[1].parent, "preStop hook (docker/healthcheck.py --stopping)")
+    print(f"healthcheck: marked stopping; waiting {wait_s:g} s for traffic to drain away", flush=True)
+    time.sleep(wait_s)  # the point of the hook: time for the endpoints to drop this pod
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--stopping"]:
+        return stopping(dict(os.environ), float(argv[1]) if len(argv) > 1 else 0)
     live = "--live" in argv
     try:
         problems = (alive if live else ready)(dict(os.environ))

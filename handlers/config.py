@@ -146,8 +146,15 @@ class TextSettings(HandlerSettings):
     """Each text is cut to max_tokens x chars_per_token characters before tokenizing: tokenizing
     costs per character, but only max_tokens tokens are kept. Real English, code and licence texts
     took at most 6.5 characters per token here, so their first max_tokens tokens are all kept."""
+    max_request_tokens: int = 4096
+    """Most tokens one request may ask the encoder for: its texts (each after the cut to max_tokens)
+    and its zero-shot hypotheses together (413 above it). The bound on one request's work: 16 texts
+    of max_tokens, or 64 sentences of 64 tokens, about 1 s of a worker here (docs/reliability.md)."""
     chunk_texts: int = 64
     """Most texts per forward pass: a larger batch runs in length-sorted chunks, each padded to its own longest."""
+    chunk_tokens: int = 2048
+    """Most token positions per forward pass, padding included (rows x the chunk's longest): one long
+    text no longer pads 63 short ones to its length (5.5 s for 1,200 real tokens before)."""
     hypothesis_template: str = "This text is about {label}."
     """Zero-shot compares the text with this sentence for each label, not with the bare label word."""
     labels: tuple[str, ...] = field(default=(), metadata={"items": str})
@@ -159,11 +166,14 @@ class TextSettings(HandlerSettings):
             raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {self.quantize!r}")
         if self.quantize == "int8" and self.precision != "fp32":
             raise ValueError(f"quantize int8 runs in fp32; precision {self.precision!r} cannot be combined with it")
-        for name in ("max_texts", "max_chars", "chunk_texts", "chars_per_token"):
+        for name in ("max_texts", "max_chars", "chunk_texts", "chunk_tokens", "chars_per_token"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_tokens < 2:
             raise ValueError(f"max_tokens must be at least 2 ([CLS] and [SEP]), got {self.max_tokens}")
+        if self.max_request_tokens < self.max_tokens:
+            raise ValueError(f"max_request_tokens ({self.max_request_tokens}) must be at least max_tokens ({self.max_tokens}): "
+                             "one long text must pass")
         if "{label}" not in self.hypothesis_template:
             raise ValueError(f"hypothesis_template must contain {{label}}, got {self.hypothesis_template!r}")
         try:

@@ -39,6 +39,10 @@ NUMPY_TYPES = {
 }
 DATATYPES = {*NUMPY_TYPES, "BYTES"}
 LENGTH_PREFIX = struct.Struct("<I")
+MAX_DATA_DEPTH = 32
+"""Deepest nesting of an input's JSON "data" (a tensor of that many dimensions, or flat): deeper is
+a 400, not a walk down a 50,000-deep list."""
+TOO_DEEP = "malformed v2 request: the JSON is nested too deeply to parse"
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ def _json_object(payload: Any) -> dict:
         document = json.loads(payload)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed v2 request: the JSON does not parse ({exc})") from None
+    except RecursionError:  # json's parser recurses per nesting level: {"inputs": [[[[...]]]]} 50,000 deep ends here
+        raise ProtocolError(TOO_DEEP) from None
     return _mapping(document, "the request")
 
 
@@ -177,7 +183,7 @@ def _signature(entry: Mapping[str, Any]) -> tuple[str, str, tuple[int, ...]]:
 def _json_data(entry: Mapping[str, Any], name: str, datatype: str, shape: tuple[int, ...]) -> list:
     if "data" not in entry:
         raise ProtocolError(f'input {name!r} has no "data" and no binary_data_size')
-    data = list(_flatten(entry["data"]))
+    data = _flatten(entry["data"], name)
     if len(data) != math.prod(shape):
         raise ProtocolError(f"input {name!r}: shape {list(shape)} holds {math.prod(shape)} elements but data has {len(data)}")
     wanted = str if datatype == "BYTES" else (bool if datatype == "BOOL" else (int, float))
@@ -186,12 +192,28 @@ def _json_data(entry: Mapping[str, Any], name: str, datatype: str, shape: tuple[
     return data
 
 
-def _flatten(value: Any):
-    if isinstance(value, list):
-        for item in value:
-            yield from _flatten(item)
-    else:
-        yield value
+def _flatten(value: Any, name: str) -> list:
+    """Row-major elements of nested lists, without recursion: TorchServe hands over JSON it parsed
+    itself, up to Python's recursion limit deep, and a recursive walk would overflow on it."""
+    flat: list = []
+    pending = [(iter(value), 1)] if isinstance(value, list) else None
+    if pending is None:
+        return [value]
+    while pending:
+        items, depth = pending[-1]
+        item = next(items, _END)
+        if item is _END:
+            pending.pop()
+        elif isinstance(item, list):
+            if depth >= MAX_DATA_DEPTH:
+                raise ProtocolError(f"input {name!r}: data is nested more than {MAX_DATA_DEPTH} deep")
+            pending.append((iter(item), depth + 1))
+        else:
+            flat.append(item)
+    return flat
+
+
+_END = object()
 
 
 def _binary_data(raw: bytes, name: str, datatype: str, shape: tuple[int, ...]) -> Sequence[Any]:

@@ -152,6 +152,7 @@ def tokenize_request(
 
     Each text is cut to `max_tokens * chars_per_token` characters first, so a request's cost
     follows what is kept, not what was sent; "truncated" says whether anything was dropped.
+    More than `max_request_tokens` kept in all is a PayloadTooLarge (413) naming that setting.
     """
     budget = max_tokens * chars_per_token
     texts = request.texts + hypotheses(request.labels or (), template)
@@ -163,6 +164,19 @@ def tokenize_request(
         truncated=tuple(was_cut or len(text) > budget
                         for (_, was_cut), text in zip(cut[: len(request.texts)], request.texts, strict=True)),
     )
+
+
+def check_request_tokens(item: TokenizedRequest, limit: int, chunk_texts: int, chunk_tokens: int) -> None:
+    """The bound on one request's work: the token positions the encoder computes for it alone (its
+    texts and label hypotheses, cut to max_tokens, padded in length chunks as embed_padded pads
+    them). Above `limit`, a PayloadTooLarge (413) that names the setting."""
+    lengths = sorted((len(ids) for ids in item.ids), reverse=True)
+    total = sum((end - start) * width for start, end, width in chunk_bounds(lengths, chunk_texts, chunk_tokens))
+    if total > limit:
+        raise PayloadTooLarge(
+            f"the request comes to {total} tokens ({len(item.ids)} texts{' and label hypotheses' if item.request.labels else ''}"
+            f" after the cut to max_tokens, padding included); the limit is max_request_tokens ({limit}) per request: "
+            "send fewer or shorter texts, in several requests")
 
 
 def truncate_ids(ids: Sequence[int], max_tokens: int) -> tuple[tuple[int, ...], bool]:
@@ -188,22 +202,38 @@ def pad_sorted(sequences: Sequence[Sequence[int]], pad_id: int) -> dict[str, tor
     return {"input_ids": input_ids, "attention_mask": attention_mask, "restore": restore}
 
 
+def chunk_bounds(lengths: Sequence[int], size: int, positions: int | None = None) -> list[tuple[int, int, int]]:
+    """(start, end, width) of each chunk of rows sorted longest first: at most `size` rows; with
+    `positions`, at most that many token positions (rows x width, at least one row) and no row
+    shorter than half the chunk's longest, so that padding at most doubles what is computed and a
+    long text does not pad many short ones to its length."""
+    bounds, start = [], 0
+    while start < len(lengths):
+        width = max(int(lengths[start]), 1)
+        end = min(len(lengths), start + (size if positions is None else max(1, min(size, positions // width))))
+        if positions is not None:
+            end = next((row for row in range(start + 1, end) if 2 * lengths[row] < width), end)
+        bounds.append((start, end, width))
+        start = end
+    return bounds
+
+
 def length_chunks(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, size: int
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, size: int, positions: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive chunks of at most `size` rows, each trimmed to its own longest row."""
-    for start in range(0, input_ids.shape[0], size):
-        mask = attention_mask[start : start + size]
-        width = int(mask.sum(dim=1).max())
-        yield input_ids[start : start + size, :width], mask[:, :width]
+    """The rows of pad_sorted's batch in chunk_bounds' chunks, each trimmed to its own longest row."""
+    lengths = [int(n) for n in attention_mask.sum(dim=1).tolist()]
+    for start, end, width in chunk_bounds(lengths, size, positions):
+        yield input_ids[start:end, :width], attention_mask[start:end, :width]
 
 
 # ---- model output -> embeddings -> responses -------------------------------------------------
 def embed_padded(
-    encoder: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch: Mapping[str, torch.Tensor], chunk_texts: int
+    encoder: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch: Mapping[str, torch.Tensor], chunk_texts: int,
+    chunk_tokens: int | None = None,
 ) -> torch.Tensor:
     """Unit vectors in request order: `encoder(input_ids, attention_mask) -> hidden states` per length chunk."""
-    chunks = length_chunks(batch["input_ids"], batch["attention_mask"], chunk_texts)
+    chunks = length_chunks(batch["input_ids"], batch["attention_mask"], chunk_texts, chunk_tokens)
     pooled = [mean_pool(encoder(input_ids, mask), mask) for input_ids, mask in chunks]
     return torch.cat(pooled)[batch["restore"]]
 

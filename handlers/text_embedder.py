@@ -16,7 +16,15 @@ from handlers import oip
 from handlers.base import BundleHandler
 from handlers.config import TextSettings
 from handlers.quantization import quantize_int8
-from handlers.text import TokenizedRequest, embed_padded, extract_request, pad_sorted, text_response, tokenize_request
+from handlers.text import (
+    TokenizedRequest,
+    check_request_tokens,
+    embed_padded,
+    extract_request,
+    pad_sorted,
+    text_response,
+    tokenize_request,
+)
 
 
 class TextEmbedder(BundleHandler):
@@ -50,14 +58,15 @@ class TextEmbedder(BundleHandler):
     def decode_request(self, request: dict) -> TokenizedRequest:
         s = self.settings
         asked = extract_request(request, s.max_texts, s.max_chars, s.labels)
-        return tokenize_request(self.tokenizer, asked, s.hypothesis_template, s.max_tokens,
-                                chars_per_token=s.chars_per_token)
+        item = tokenize_request(self.tokenizer, asked, s.hypothesis_template, s.max_tokens, chars_per_token=s.chars_per_token)
+        check_request_tokens(item, s.max_request_tokens, s.chunk_texts, s.chunk_tokens)
+        return item
 
     def collate(self, items: list[TokenizedRequest]) -> dict[str, torch.Tensor]:
         return pad_sorted([ids for item in items for ids in item.ids], self.tokenizer.pad_token_id)
 
     def infer(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return embed_padded(self.run_encoder, batch, self.settings.chunk_texts)
+        return embed_padded(self.run_encoder, batch, self.settings.chunk_texts, self.settings.chunk_tokens)
 
     def run_encoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token vectors (last hidden state) for one padded chunk: onnxruntime's one output, or torch's field."""

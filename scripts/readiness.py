@@ -15,6 +15,9 @@ the Kubernetes readiness probe (docker/healthcheck.py). On the management API it
 - GET /models/{name}/all: every version of each has at least minWorkers workers, all READY;
 - GET /workflows/{name}: 200 for every workflow asked for.
 
+A server that is stopping (STOPPING_MARKER beside the key file) is not ready, so that no new
+traffic is sent to it while it answers the requests it has.
+
 Standard library only (urllib and scripts.keyfile): the health check runs it every few seconds.
 """
 
@@ -34,6 +37,9 @@ from scripts import keyfile
 
 TIMEOUT_S = 5
 POLL_S = 0.5
+STOPPING_MARKER = "serve.stopping"
+"""Written beside key_file.json by scripts/serve.py on SIGTERM (or by the Kubernetes preStop hook,
+docker/healthcheck.py --stopping): the server is stopping, so it is not ready, whatever its workers say."""
 
 
 def read_properties(text: str) -> dict[str, str]:
@@ -132,6 +138,10 @@ def model_problems(name: str, versions: object) -> list[str]:
 
 def missing(server: Server) -> list[str]:
     """Everything that is not ready yet, each in a few words; [] means ready."""
+    try:
+        return [f"stopping: {(server.key_file.parent / STOPPING_MARKER).read_text(errors='replace').strip()}"]
+    except FileNotFoundError:
+        pass
     try:
         status, listing = server.get("/models?limit=1000")
         if status != 200:

@@ -8,8 +8,10 @@
 
 TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
 a pid file in $TMPDIR that a second server would trip over. This wrapper gives the launcher a
-private $TMPDIR (--run-dir), starts it in its own process group, forwards SIGINT/SIGTERM to the
-whole group and waits until Java has exited. Snapshots are off (--ncs): the config is the truth.
+private $TMPDIR (--run-dir), starts it in its own process group, and on SIGINT/SIGTERM marks the
+server stopping (readiness fails), sends SIGTERM to Java alone, which answers the requests in
+flight and stops its workers, then ends whatever is left of the group (scripts/server_stop.py).
+A second Ctrl-C stops the whole group at once. Snapshots are off (--ncs): the config is the truth.
 
 With --snapshots TorchServe saves snapshots in <log-dir>/config (its LOG_LOCATION; nothing else
 chooses that folder), and the next start resumes the model set (models, versions, workers) of
@@ -31,15 +33,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from scripts import java, readiness
+from scripts import java, readiness, server_stop
 from scripts.v2_front import listen_arg
 from scripts.v2_sidecar import Sidecar
 from scripts.workflows import register_all
 
-STOP_TIMEOUT_S = 60
-LOG_CONFIGS = {"text": None, "json": Path(__file__).resolve().parents[1] / "docker" / "log4j2-json.xml"}
-"""--log-format -> the log4j2 config given to TorchServe (None: the one inside its jar)."""
+LOG_CONFIGS = {name: Path(__file__).resolve().parents[1] / "docker" / f"log4j2-{name}.xml" for name in ("text", "json")}
+"""--log-format -> the log4j2 config given to TorchServe: the jar's own appenders and loggers, with
+the frontend's echo of each [METRICS] line kept off the console (docker/log4j2-text.xml says why)."""
 READY_TIMEOUT_S = 600  # two models on 2 cores load in well under a minute; a slow disk may take longer
 
 
@@ -79,11 +82,14 @@ def check_java() -> None:
         sys.exit(f"serve: {found.problem}. Fix: {java.FIX}.")
 
 
-def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start=None, on_stop=None) -> int:
+def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start=None, on_stop=None,
+        workdir: Path = Path("."), inference_port: int | None = None) -> int:
     """Run the launcher in its own process group until it ends or a signal stops it.
 
     `on_start` (optional) runs in a thread once the process is up, e.g. workflow registration;
     `on_stop` (optional) runs once the whole group has exited, e.g. stopping the v2 front.
+    `workdir` is TorchServe's working directory (key_file.json), where stopping is marked;
+    `inference_port` the port whose requests in flight are waited for before Java is stopped.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     # TMPDIR holds the launcher's pid file; TEMP becomes Java's tmpdir, where the worker sockets
@@ -91,50 +97,41 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start
     env = {**os.environ, "TMPDIR": str(run_dir.resolve()), "TEMP": str(run_dir.resolve())}
     if log_dir is not None:  # TorchServe's logs, metrics logs and snapshots (<log_dir>/config)
         env |= {"LOG_LOCATION": str(log_dir.resolve()), "METRICS_LOCATION": str(log_dir.resolve())}
+    server_stop.clear_stopping(workdir)
     process = subprocess.Popen(command, env=env, start_new_session=True)
+    stop_requested: list[tuple[str, float]] = []
 
-    stop_requested = []
+    def stop(signum, _frame):
+        if stop_requested:  # a second Ctrl-C: no more waiting for the requests in flight
+            server_stop.signal_group(process.pid, signal.SIGTERM)
+            return
+        name = signal.Signals(signum).name
+        stop_requested.append((name, time.monotonic()))
+        threading.Thread(target=stop_java, args=(name,), name="stop-java", daemon=True).start()
 
-    def forward(signum, _frame):
-        stop_requested.append(signum)
-        _signal_group(process.pid, signal.SIGTERM)
+    def stop_java(name: str) -> None:
+        server_stop.mark_stopping(workdir, f"scripts/serve.py got {name}")
+        print(f"serve: {name}: not ready from now; stopping TorchServe once the requests in flight are answered "
+              f"({server_stop.DRAIN_S} s at most)", flush=True)
+        pid, left = server_stop.stop_java(process.pid, inference_port)
+        what = f"Java pid {pid}" if pid else "no Java started yet"
+        print(f"serve: stopping TorchServe ({what}; {left} connections still open)", flush=True)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     if on_start is not None:
         threading.Thread(target=on_start, daemon=True).start()
     code = process.wait()
-    if not stop_requested:  # Java ended on its own (crash, or `make stop`): end its workers now
-        _signal_group(process.pid, signal.SIGTERM)
-    clean_exit = _wait_for_group_exit(process.pid)
+    clean_exit = server_stop.end_group(process.pid)  # workers Java left behind (a crash, `make stop`)
     if on_stop is not None:
         on_stop()
-    if stop_requested:  # the launcher dies of the forwarded SIGTERM; Java's clean exit is what counts
-        return 0 if clean_exit else 1
-    return code
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_for_group_exit(pgid: int) -> bool:
-    """The launcher can exit before Java finishes its shutdown; wait for the whole group.
-
-    Returns False when it had to be killed after STOP_TIMEOUT_S.
-    """
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    _signal_group(pgid, signal.SIGKILL)
-    return False
+    server_stop.clear_stopping(workdir)
+    if not stop_requested:
+        return code
+    name, since = stop_requested[0]
+    print(f"serve: stopped {time.monotonic() - since:.1f} s after {name}" + ("" if clean_exit else " (leftover workers killed)"),
+          flush=True)
+    return 0 if clean_exit else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.workflows and not (args.workflow_store and args.workflow_store.is_dir()):
         sys.exit(f"serve: workflow store {args.workflow_store} does not exist; run `make archive` first")
     log_config = LOG_CONFIGS[args.log_format]
-    if log_config is not None and not log_config.is_file():
+    if not log_config.is_file():
         sys.exit(f"serve: --log-format {args.log_format} needs {log_config}, which is missing")
     command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
     key_file = Path("key_file.json").resolve()  # TorchServe writes it in its working directory: this one
     front = Sidecar(args.v2_front, args.config, key_file, args.workflows) if args.v2_front else None
+    inference_port = urlsplit(readiness.address(readiness.read_properties(args.config.read_text()), "inference", dict(os.environ))).port
     return run(command, args.run_dir, args.log_dir, on_start=lambda: announce_ready(args.config, args.workflows, key_file, front),
-               on_stop=front.stop if front else None)
+               on_stop=front.stop if front else None, workdir=key_file.parent, inference_port=inference_port)
 
 
 def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_file.json"), front: Sidecar | None = None) -> None:

@@ -75,7 +75,7 @@ def http(method: str, url: str, key: str | None = None, data: bytes | None = Non
 
 @dataclass
 class Container:
-    """One `podman run -d` of the image, inference and management published on loopback."""
+    """One `podman run -d` of the image, inference, management and metrics published on loopback."""
 
     name: str
     image: str = IMAGE
@@ -83,9 +83,10 @@ class Container:
     ports: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> "Container":
-        self.ports = {"inference": free_port(), "management": free_port()}
+        self.ports = {"inference": free_port(), "management": free_port(), "metrics": free_port()}
         engine("run", "-d", "--name", self.name, "-p", f"127.0.0.1:{self.ports['inference']}:8080",
-               "-p", f"127.0.0.1:{self.ports['management']}:8081", *self.run_args, self.image)
+               "-p", f"127.0.0.1:{self.ports['management']}:8081", "-p", f"127.0.0.1:{self.ports['metrics']}:8082",
+               *self.run_args, self.image)
         return self
 
     def url(self, api: str) -> str:
@@ -120,7 +121,12 @@ class Container:
         result = engine("logs", self.name, check=False)
         return result.stdout + result.stderr
 
-    def stop(self, timeout_s: int = 60) -> tuple[int, float]:
+    def inference_requests(self) -> float:
+        """ts_inference_requests_total over every model: requests TorchServe has received (no key on :8082)."""
+        status, text, _ = http("GET", f"{self.url('metrics')}/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines() if line.startswith("ts_inference_requests_total{"))
+
+    def stop(self, timeout_s: int = 10) -> tuple[int, float]:
         """`stop -t`: SIGTERM, SIGKILL after timeout_s. (exit code, seconds)."""
         started = time.monotonic()
         engine("stop", "-t", str(timeout_s), self.name, timeout=timeout_s + 60)

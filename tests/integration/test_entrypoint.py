@@ -159,6 +159,20 @@ def test_snapshots_go_to_the_log_dir(container):
     assert "efficientnet_lite0.mar" in startup[-1].read_text()
 
 
+def test_the_prestop_hook_makes_readiness_fail_at_once(container, healthcheck, env):
+    """deploy/k8s's preStop: `healthcheck.py --stopping N` marks the server stopping; the probe and
+    the v2 front's /v2/health/ready say not ready while it still serves (the next test stops it)."""
+    assert healthcheck().returncode == 0
+    marked = healthcheck("--stopping", "0")
+    assert marked.returncode == 0, marked.stderr
+    probe = healthcheck()
+    assert probe.returncode == 1 and "not ready: stopping: preStop hook" in probe.stderr
+    assert requests.get(f"http://{env['SERVE_V2_FRONT']}/v2/health/ready", timeout=30).status_code == 400
+    assert healthcheck("--live").returncode == 0  # alive: liveness must not restart a pod that is draining
+    cat = (REPO / "samples" / "cat.jpg").read_bytes()
+    assert container.predict("efficientnet_lite0", data=cat).status_code == 200
+
+
 def test_sigterm_stops_torchserve_java_and_the_v2_front(container, healthcheck, env):
     java = [p for p in psutil.process_iter(["cmdline"]) if str(container.workdir) in " ".join(p.info["cmdline"] or [])
             and "org.pytorch.serve.ModelServer" in (p.info["cmdline"] or [])]
@@ -167,5 +181,8 @@ def test_sigterm_stops_torchserve_java_and_the_v2_front(container, healthcheck, 
     assert container.stop() == 0
     assert not java[0].is_running()
     assert not front.is_running()
+    log = (container.workdir / "serve.out").read_text()
+    assert "serve: SIGTERM: not ready from now" in log and "serve: stopped " in log
+    assert not (container.workdir / "serve.stopping").exists()
     assert healthcheck().returncode == 1
     assert healthcheck("--live").returncode == 1

@@ -7,11 +7,18 @@ character budget is cut before tokenizing and says "truncated".
 
 from __future__ import annotations
 
+import json
+import statistics
+import time
+
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
+from scripts.request_cost import image_cases, long_texts, text_cases, v2_image_cases
 from tests.integration.corpus import CATS
+from tests.integration.figures import record
 from tests.support.images import encode_image
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("settled")]
@@ -42,3 +49,44 @@ def test_a_text_over_the_character_budget_is_cut_and_says_so(server):
     body = response.json()
     assert body["truncated"] == [True, False]
     assert len(body["embeddings"]) == 2 and len(body["embeddings"][0]) == 384
+
+
+def test_the_old_worst_text_request_is_a_413_naming_the_token_budget(server):
+    """64 texts of 20,000 characters: 16,384 tokens, 5.6 s of a worker before (issue 21)."""
+    response = server.predict("minilm", json={"texts": long_texts(64, 20_000)})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "payload_too_large"
+    assert "comes to 16384 tokens" in response.json()["detail"] and "max_request_tokens (4096)" in response.json()["detail"]
+
+
+def timed(send) -> tuple[requests.Response, float]:
+    """The answer and the median seconds the client waited over 3 sends (end to end, alone on the server)."""
+    runs = []
+    for _ in range(3):
+        started = time.monotonic()
+        response = send()
+        runs.append((response, time.monotonic() - started))
+    return runs[0][0], statistics.median(seconds for _, seconds in runs)
+
+
+def test_the_worst_accepted_requests_end_to_end(server):
+    """Each endpoint's worst accepted request (scripts/request_cost.py's cases) answered 200. Their
+    times go to the run's "reliability figures", not into an assertion: what bounds them is the
+    budgets (the 413 test above), and a timed bound would fail on a busy machine, not on a regression."""
+    figures = {}
+    for label, body in text_cases()[:3]:  # the accepted ones: the worst, 64 sentences, 64 labels
+        response, seconds = timed(lambda body=body: server.predict("minilm", json=body))
+        assert response.status_code == 200, (label, response.text)
+        figures[f"minilm {label}"] = round(seconds, 2)
+    for label, raw in [case for case in image_cases() if "refused" not in case[0]]:
+        response, seconds = timed(lambda raw=raw: server.predict("efficientnet_lite0", data=raw))
+        assert response.status_code == 200, (label, response.text)
+        figures[f"efficientnet_lite0 {label}"] = round(seconds, 2)
+    url = server.url("inference", "/v2/models/efficientnet_lite0/infer")
+    for label, body in v2_image_cases():
+        data = json.dumps(body).encode()
+        response, seconds = timed(lambda data=data: requests.post(
+            url, data=data, headers={**server.auth("inference"), "Content-Type": "application/json"}, timeout=120))
+        assert response.status_code == 200, (label, response.text)
+        figures[f"efficientnet_lite0 {label}"] = round(seconds, 2)
+    record("worst accepted request per endpoint, seconds end to end (median of 3)", **figures)

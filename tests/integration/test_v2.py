@@ -103,6 +103,19 @@ def test_malformed_v2_gets_a_v2_error_and_the_worker_stays_up(server, body, says
     assert server.predict("efficientnet_lite0", data=CAT).status_code == 200
 
 
+DEEP = b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"  # 100 KB; json's parser recurses per level
+
+
+@pytest.mark.parametrize("model", ["efficientnet_lite0", "minilm"])
+@pytest.mark.parametrize("route", ["/v2/models/{model}/infer", "/predictions/{model}", "/predictions/{model}/1.0"])
+def test_json_nested_50000_deep_is_a_v2_400_on_every_route(server, model, route):
+    """Once a 500 "the input could not be processed" (issue 21): a RecursionError in the v2 parser."""
+    url = server.url("inference", route.format(model=model))
+    response = requests.post(url, data=DEEP, headers={**server.auth("inference"), "Content-Type": "application/json"}, timeout=60)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": "malformed v2 request: the JSON is nested too deeply to parse", "code": "invalid_v2_request"}
+
+
 def test_a_binary_length_that_does_not_add_up(server, triton):
     body, json_size = httpclient.InferenceServerClient.generate_request_body(images(CAT))
     headers = {**server.auth("inference"), "Inference-Header-Content-Length": str(json_size)}

@@ -211,6 +211,16 @@ def test_infer_over_max_request_size_is_refused_with_413(front, settled):
 
 
 @pytest.mark.parametrize("version", ["", "1.0"])
+@pytest.mark.parametrize("model", ["efficientnet_lite0", "minilm"])
+def test_json_nested_50000_deep_is_a_v2_400_through_the_front(front, settled, model, version):
+    """Once a 500 (issue 21): the handler's v2 parser now refuses it, and the front relays that as is."""
+    deep = b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    response = v2_infer(front, model, settled.keys["inference"], deep, version)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "malformed v2 request: the JSON is nested too deeply to parse"
+
+
+@pytest.mark.parametrize("version", ["", "1.0"])
 def test_a_v2_infer_is_relayed_to_the_handler(front, settled, version):
     """Needs the handlers' v2 request bodies (JSON and the binary tensor extension)."""
     response = v2_infer(front, "minilm", settled.keys["inference"], json.dumps(HELLO).encode(), version)

@@ -56,6 +56,19 @@ def test_probes_run_the_image_healthcheck(probe, args):
     assert (REPO / HEALTHCHECK.removeprefix("/app/")).is_file()
 
 
+def test_stopping_fits_the_grace_period():
+    """preStop marks the pod stopping (readiness fails) and waits; the gateway outwaits TorchServe's
+    drain; the grace period covers the hook, the drain and Java's stop (scripts/server_stop.py)."""
+    from scripts.server_stop import DRAIN_S
+
+    command = TORCHSERVE["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:3] == ["python", HEALTHCHECK, "--stopping"]
+    announce_s, java_stop_s = float(command[3]), 3.5  # Java's own shutdown, measured 3.1-3.3 s
+    gateway_wait_s = float(GATEWAY["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert gateway_wait_s >= announce_s + DRAIN_S
+    assert POD["terminationGracePeriodSeconds"] >= max(announce_s + DRAIN_S + java_stop_s, gateway_wait_s) + 5
+
+
 def test_read_only_root_with_writable_work_and_tmp():
     assert TORCHSERVE["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"]: m["name"] for m in TORCHSERVE["volumeMounts"]}

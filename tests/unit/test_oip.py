@@ -73,6 +73,28 @@ def test_malformed_requests_say_what_is_wrong(document, says):
     assert says in caught.value.detail and caught.value.status_code == 400
 
 
+def nested(depth: int, leaf: object) -> object:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+@pytest.mark.parametrize("payload, says", [
+    (b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested too deeply to parse"),  # a RecursionError in json
+    ({"inputs": [{"name": "a", "datatype": "BYTES", "shape": [1], "data": nested(900, "x")}]}, "nested more than 32 deep"),
+])
+def test_too_deep_json_is_a_400_not_a_recursion_error(payload, says):
+    """TorchServe hands over a dict it parsed itself (up to the recursion limit deep), or the bytes it could not parse."""
+    with pytest.raises(ProtocolError) as caught:
+        oip.parse(payload, None)
+    assert says in caught.value.detail and caught.value.status_code == 400
+
+
+def test_nested_data_is_flattened_row_major():
+    document = {"inputs": [{"name": "a", "datatype": "INT32", "shape": [2, 2], "data": [[1, 2], [3, [4]]]}]}
+    assert oip.parse(document, None).inputs[0].data == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("mangle, says", [
     (lambda body: body + b"extra", "follow the JSON header"),
     (lambda body: body[:-3], "runs past"),

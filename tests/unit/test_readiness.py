@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scripts import readiness
+from scripts import readiness, server_stop
 
 
 @pytest.mark.parametrize(("lines", "expected"), [
@@ -100,6 +100,18 @@ def test_missing_names_each_gap_until_ready(stub, tmp_path):
     assert readiness.missing(server) == []
     assert set(stub.seen_auth) == {"Bearer m-key"}
     assert "3 models" in readiness.summary(server) and "workflows: wf" in readiness.summary(server)
+
+
+def test_a_stopping_server_is_not_ready_however_ready_its_workers(stub, tmp_path):
+    """scripts/serve.py on SIGTERM (or the preStop hook) marks it: no new traffic while it drains."""
+    url = f"http://127.0.0.1:{stub.server_address[1]}"
+    server = readiness.Server(url, tmp_path / "key_file.json", models=["a"])
+    StubManagement.state = {"models": {"a": ready_version()}, "workflows": {}}
+    assert readiness.missing(server) == []
+    server_stop.mark_stopping(tmp_path, "scripts/serve.py got SIGTERM")
+    assert readiness.missing(server) == ["stopping: scripts/serve.py got SIGTERM"]
+    server_stop.clear_stopping(tmp_path)
+    assert readiness.missing(server) == []
 
 
 def test_a_server_that_is_not_listening_is_not_ready(tmp_path):

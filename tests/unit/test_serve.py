@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
+import pytest
 import ts
 
 from scripts.serve import LOG_CONFIGS, resume_config, torchserve_command
@@ -47,26 +49,83 @@ def test_a_snapshot_without_models_keeps_the_config(tmp_path):
     assert resume_config(config, tmp_path, tmp_path / "run") == config
 
 
-def test_json_logs_give_torchserve_the_json_log4j2_config(tmp_path):
-    command = torchserve_command(tmp_path / "c", tmp_path / "s", [], log_config=LOG_CONFIGS["json"])
-    assert command[command.index("--log-config") + 1] == str(LOG_CONFIGS["json"])
-    assert "--log-config" not in torchserve_command(tmp_path / "c", tmp_path / "s", [], log_config=LOG_CONFIGS["text"])
+def test_each_log_format_gives_torchserve_its_log4j2_config(tmp_path):
+    for log_format, config in LOG_CONFIGS.items():
+        command = torchserve_command(tmp_path / "c", tmp_path / "s", [], log_config=config)
+        assert command[command.index("--log-config") + 1] == str(config), log_format
+        assert config.is_file()
 
 
-def test_the_json_log4j2_config_keeps_torchserves_appenders_and_loggers():
-    """The same files and loggers as the jar's own log4j2.xml; only the layouts differ."""
+ECHO_LOGGER = "org.pytorch.serve.wlm.WorkerLifeCycle"
+ACCESS_LOGGER = "ACCESS_LOG"
+
+
+def shape(root) -> tuple[set, set]:
+    appenders = {(a.get("name"), a.get("fileName")) for a in root.find("Appenders")}
+    loggers = {(lg.get("name"), lg.get("level"), tuple(r.get("ref") for r in lg)) for lg in root.find("Loggers")}
+    return appenders, loggers
+
+
+def stock_config():
     jar = Path(ts.__file__).parent / "frontend" / "model-server.jar"
-    stock = ET.fromstring(zipfile.ZipFile(jar).read("log4j2.xml"))
-    ours = ET.parse(LOG_CONFIGS["json"]).getroot()
+    return ET.fromstring(zipfile.ZipFile(jar).read("log4j2.xml"))
 
-    def shape(root):
-        appenders = {(a.get("name"), a.get("fileName")) for a in root.find("Appenders")}
-        loggers = {(lg.get("name"), lg.get("level"), tuple(r.get("ref") for r in lg)) for lg in root.find("Loggers")}
-        return appenders, loggers
 
-    assert shape(ours) == shape(stock)
-    patterns = [layout.get("pattern") for layout in ours.iter("PatternLayout")]
-    assert len(patterns) == len(stock.find("Appenders"))
+@pytest.mark.parametrize("log_format", sorted(LOG_CONFIGS))
+def test_the_log4j2_configs_keep_torchserves_appenders_and_loggers(log_format):
+    """The same files and loggers as the jar's own log4j2.xml, plus the one that keeps the [METRICS]
+    echo off the console, and the access log's console lines filtered: each layout as before."""
+    ours = ET.parse(LOG_CONFIGS[log_format]).getroot()
+    appenders, loggers = shape(ours)
+    assert appenders == shape(stock_config())[0]
+    changed = {ECHO_LOGGER, ACCESS_LOGGER}
+    assert {lg for lg in loggers if lg[0] not in changed} == {lg for lg in shape(stock_config())[1] if lg[0] not in changed}
+    assert (ECHO_LOGGER, "debug", ("model_metrics", "ts_log", "STDOUT")) in loggers
+    assert (ACCESS_LOGGER, "info", ("access_log", "ts_log", "STDOUT")) in loggers  # as before: its own file, then root's
+
+
+@pytest.mark.parametrize("log_format", sorted(LOG_CONFIGS))
+@pytest.mark.parametrize("line, on_console", [
+    ('/127.0.0.1:41906 "GET /models/minilm/all HTTP/1.1" 200 1', False),  # a readiness check
+    ('/127.0.0.1:41906 "GET /ping HTTP/1.1" 200 3', False),
+    ('/127.0.0.1:41906 "GET /workflows/photo_embedding HTTP/1.1" 200 0', False),
+    ('/127.0.0.1:41906 "GET /metrics HTTP/1.1" 200 4', False),
+    ('/127.0.0.1:41906 "POST /predictions/minilm HTTP/1.1" 200 12', True),
+    ('/127.0.0.1:41906 "POST /v2/models/minilm/infer HTTP/1.1" 200 12', True),
+    ('/127.0.0.1:41906 "GET /models/nope HTTP/1.1" 404 3', True),  # errors print
+    ('/127.0.0.1:41906 "PUT /models/minilm?min_worker=2 HTTP/1.1" 202 3', True),  # changes print
+])
+def test_probe_reads_stay_off_the_console(log_format, line, on_console):
+    """Access lines reach the console unless they are a probe's answered read (GET /models, /ping ...)."""
+    access = next(lg for lg in ET.parse(LOG_CONFIGS[log_format]).getroot().find("Loggers") if lg.get("name") == ACCESS_LOGGER)
+    (console,) = [ref for ref in access if ref.get("ref") == "STDOUT"]
+    (regex_filter,) = console
+    assert (regex_filter.get("onMatch"), regex_filter.get("onMismatch")) == ("DENY", "NEUTRAL")
+    assert (re.fullmatch(regex_filter.get("regex"), line) is None) == on_console
+
+
+@pytest.mark.parametrize("log_format", sorted(LOG_CONFIGS))
+def test_the_metric_echo_goes_to_the_metrics_log_only(log_format):
+    """WorkerLifeCycle's `result={}, pattern={}` line (one per [METRICS] line a worker prints) is
+    accepted by model_metrics alone; the logger's other lines reach ts_log and the console as before."""
+    echo = next(lg for lg in ET.parse(LOG_CONFIGS[log_format]).getroot().find("Loggers") if lg.get("name") == ECHO_LOGGER)
+    assert echo.get("additivity") == "false"
+    for ref in echo:
+        (regex_filter,) = ref
+        assert regex_filter.tag == "RegexFilter" and regex_filter.get("useRawMsg") == "true"
+        assert re.fullmatch(regex_filter.get("regex"), "result={}, pattern={}")
+        expected = ("ACCEPT", "DENY") if ref.get("ref") == "model_metrics" else ("DENY", "NEUTRAL")
+        assert (regex_filter.get("onMatch"), regex_filter.get("onMismatch")) == expected
+
+
+def test_the_text_log4j2_config_keeps_the_jars_layouts():
+    ours = [layout.get("pattern") for layout in ET.parse(LOG_CONFIGS["text"]).getroot().iter("PatternLayout")]
+    assert ours == [layout.get("pattern") for layout in stock_config().iter("PatternLayout")]
+
+
+def test_the_json_log4j2_config_writes_json_lines():
+    patterns = [layout.get("pattern") for layout in ET.parse(LOG_CONFIGS["json"]).getroot().iter("PatternLayout")]
+    assert len(patterns) == len(stock_config().find("Appenders"))
     for pattern in patterns:
         assert pattern.startswith('{"time":"') and pattern.endswith('"}%n')
         assert all(f'"{key}":' in pattern for key in ("level", "logger", "model", "request_id", "message"))

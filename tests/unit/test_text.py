@@ -13,6 +13,8 @@ from handlers.quantization import quantize_int8
 from handlers.text import (
     TextRequest,
     TokenizedRequest,
+    check_request_tokens,
+    chunk_bounds,
     extract_request,
     hypotheses,
     length_chunks,
@@ -176,6 +178,50 @@ def test_length_chunks_trim_each_chunk_to_its_longest(size, widths):
     assert all(mask[:, -1].any() for _, mask in chunks)
 
 
+@pytest.mark.parametrize("lengths, positions, bounds", [
+    ([256] * 4, 512, [(0, 2, 256), (2, 4, 256)]),                   # rows x width within the positions
+    ([256, 10, 10, 10], 2048, [(0, 1, 256), (1, 4, 10)]),            # a long text pads no short one
+    ([100, 60, 49, 40], 2048, [(0, 2, 100), (2, 4, 49)]),            # no row under half the chunk's longest
+    ([300], 256, [(0, 1, 300)]),                                     # one row always goes
+])
+def test_chunk_bounds_keep_padding_small(lengths, positions, bounds):
+    assert chunk_bounds(lengths, 64, positions) == bounds
+
+
+def test_chunk_bounds_never_compute_much_more_than_twice_the_tokens():
+    """Whatever the mix of lengths (sorted, as pad_sorted sorts them), padding at most doubles a chunk."""
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        lengths = sorted(torch.randint(2, 257, (64,), generator=generator).tolist(), reverse=True)
+        for start, end, width in chunk_bounds(lengths, 64, 2048):
+            assert (end - start) * width <= max(2048, width)
+            assert (end - start) * width <= 2 * sum(lengths[start:end])
+
+
+def item_of(lengths: list[int]) -> TokenizedRequest:
+    return TokenizedRequest(TextRequest(("t",) * len(lengths)), tuple((1,) * n for n in lengths), (False,) * len(lengths))
+
+
+@pytest.mark.parametrize("lengths", [[256] * 16, [20] * 64, [256] + [10] * 63])
+def test_requests_within_the_token_budget_pass(lengths):
+    check_request_tokens(item_of(lengths), 4096, 64, 2048)
+
+
+@pytest.mark.parametrize("lengths, total", [([256] * 17, 4352), ([256] * 64, 16384)])
+def test_a_request_over_the_token_budget_is_a_413_naming_the_setting(lengths, total):
+    with pytest.raises(PayloadTooLarge) as caught:
+        check_request_tokens(item_of(lengths), 4096, 64, 2048)
+    assert f"comes to {total} tokens" in caught.value.detail and "max_request_tokens (4096)" in caught.value.detail
+
+
+def test_the_token_budget_counts_padding_as_the_encoder_computes_it():
+    """128, then 30 texts of 65 (not under half of 128): 2,078 tokens, but the first chunk, 16 rows
+    of 128, pads 15 of them: 2,048 + 15 x 65 = 3,023 positions computed."""
+    lengths = [128] + [65] * 30
+    with pytest.raises(PayloadTooLarge, match="comes to 3023 tokens"):
+        check_request_tokens(item_of(lengths), 2500, 64, 2048)
+
+
 def test_mean_pool_ignores_padding_and_normalises():
     hidden = torch.tensor([[[3.0, 0.0], [1.0, 0.0], [100.0, 100.0]], [[0.0, 2.0], [9.0, 9.0], [9.0, 9.0]]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
@@ -231,6 +277,8 @@ def test_text_settings_defaults_and_yaml_lists():
         ({"max_tokens": 1}, "max_tokens"),
         ({"max_texts": 0}, "max_texts"),
         ({"chunk_texts": 0}, "chunk_texts"),
+        ({"chunk_tokens": 0}, "chunk_tokens"),
+        ({"max_request_tokens": 255}, "max_request_tokens .255. must be at least max_tokens"),
         ({"max_chars": 0}, "max_chars"),
         ({"hypothesis_template": "About it."}, "{label}"),
         ({"hypothesis_template": "{label} and {other}"}, "only {label}"),
