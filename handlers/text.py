@@ -103,6 +103,15 @@ def from_json(payload: Mapping[str, Any], max_texts: int, max_chars: int, defaul
     return TextRequest((text,), labels=zero_shot_labels(payload["labels"], max_texts, max_chars, default_labels))
 
 
+def from_tensor(elements: Sequence[str], name: str, max_texts: int, max_chars: int) -> TextRequest:
+    """A v2 request's BYTES input `name`, one text per element, checked as v1's "texts" are but
+    named by the tensor the client sent."""
+    texts = checked_list(list(elements), name, max_texts, max_chars)
+    if not texts:
+        raise EmptyPayload(f'the input "{name}" has no elements')
+    return TextRequest(texts, single=False)
+
+
 def zero_shot_labels(value: Any, max_texts: int, max_chars: int, default_labels: Sequence[str]) -> tuple[str, ...]:
     """The request's labels; an empty list asks for the configured defaults."""
     labels = checked_list(value, "labels", max_texts, max_chars)

@@ -17,10 +17,12 @@ from handlers.base import BundleHandler
 from handlers.config import TextSettings
 from handlers.quantization import quantize_int8
 from handlers.text import (
+    TextRequest,
     TokenizedRequest,
     check_request_tokens,
     embed_padded,
     extract_request,
+    from_tensor,
     pad_sorted,
     text_response,
     tokenize_request,
@@ -57,7 +59,11 @@ class TextEmbedder(BundleHandler):
 
     def decode_request(self, request: dict) -> TokenizedRequest:
         s = self.settings
-        asked = extract_request(request, s.max_texts, s.max_chars, s.labels)
+        return self.tokenized(extract_request(request, s.max_texts, s.max_chars, s.labels))
+
+    def tokenized(self, asked: TextRequest) -> TokenizedRequest:
+        """A checked request's token ids, within the per-request token budget."""
+        s = self.settings
         item = tokenize_request(self.tokenizer, asked, s.hypothesis_template, s.max_tokens, chars_per_token=s.chars_per_token)
         check_request_tokens(item, s.max_request_tokens, s.chunk_texts, s.chunk_tokens)
         return item
@@ -88,7 +94,7 @@ class TextEmbedder(BundleHandler):
     def decode_v2(self, request: oip.InferRequest) -> list[TokenizedRequest]:
         texts = request.input("text", "BYTES")
         strings = [oip.as_text(j, element, request.base64_bytes) for j, element in enumerate(texts.data)]
-        return [self.decode_request({"body": {"texts": strings}})]
+        return [self.tokenized(from_tensor(strings, "text", self.settings.max_texts, self.settings.max_chars))]
 
     def encode_v2(self, results: list[tuple[TokenizedRequest, torch.Tensor]]) -> list[oip.Tensor]:
         (_, vectors), = results

@@ -178,6 +178,18 @@ def test_texts_binary_and_json_embed_as_the_plain_route(embedder, serve):
     assert torch.allclose(torch.tensor(output["data"]).reshape(2, 384), plain, atol=1e-6)
 
 
+@pytest.mark.parametrize("data, status, says", [
+    (["x"] * 65, 413, '"text" has 65 items; the limit is 64'),
+    (["fine", " "], 400, '"text[1]" is empty'),
+])
+def test_text_errors_name_the_v2_input_not_the_v1_field(embedder, data, status, says):
+    handler, context = embedder
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(data)], "data": data}]}
+    reply_status, _, reply = handle(handler, context, [({"body": body}, {})])[0]
+    error = json.loads(reply)["error"]
+    assert reply_status == status and says in error and "texts" not in error
+
+
 def test_text_that_is_not_utf8_fails_its_request(embedder):
     handler, context = embedder
     status, _, body = handle(handler, context, [binary_request([bytes_input("text", [b"\xff\xfe"])])])[0]
