@@ -29,8 +29,9 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(APP))  # scripts/ sits beside docker/ in /app (and in the repo)
 
-from scripts.readiness import Server, address, fresh_key, missing, read_properties, request  # noqa: E402
+from scripts.readiness import Server, fresh_key, missing, request  # noqa: E402
 from scripts.server_stop import mark_stopping  # noqa: E402
+from scripts.ts_config import address, read_properties  # noqa: E402
 
 DEFAULT_WORKFLOWS = "photo_embedding.war"  # docker/entrypoint.sh's default; the image sets SERVE_WORKFLOWS
 

@@ -25,7 +25,7 @@ import grpc
 from handlers.payload import status_for
 from scripts.grpc_stubs import DEFAULT_OUT, generate
 from scripts.keyfile import read_keys
-from scripts.readiness import read_properties
+from scripts.ts_config import read_properties, setting
 
 GRPC_DEFAULT_PORTS = {"inference": 7070, "management": 7071}
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024  # config.properties' max_request_size; grpcio's default is 4 MiB
@@ -77,9 +77,9 @@ class GrpcClient:
 
     @classmethod
     def from_config(cls, config: Path, key_file: Path, host: str = "127.0.0.1") -> "GrpcClient":
-        """The gRPC ports of a config.properties (TorchServe's defaults 7070/7071 when unset)."""
+        """The gRPC ports of a config.properties, TS_GRPC_*_PORT honoured (TorchServe's defaults 7070/7071 when unset)."""
         props = read_properties(Path(config).read_text())
-        port = {api: int(props.get(f"grpc_{api}_port", default)) for api, default in GRPC_DEFAULT_PORTS.items()}
+        port = {api: int(setting(props, f"grpc_{api}_port") or default) for api, default in GRPC_DEFAULT_PORTS.items()}
         return cls(f"{host}:{port['inference']}", f"{host}:{port['management']}", key_file)
 
     def _metadata(self, api: str) -> tuple[tuple[str, str], ...]:

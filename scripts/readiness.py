@@ -18,7 +18,7 @@ the Kubernetes readiness probe (docker/healthcheck.py). On the management API it
 A server that is stopping (STOPPING_MARKER beside the key file) is not ready, so that no new
 traffic is sent to it while it answers the requests it has.
 
-Standard library only (urllib and scripts.keyfile): the health check runs it every few seconds.
+Standard library only (urllib, scripts.keyfile and scripts.ts_config): the health check runs it every few seconds.
 """
 
 from __future__ import annotations
@@ -34,25 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts import keyfile
+from scripts.ts_config import address, read_properties
 
 TIMEOUT_S = 5
 POLL_S = 0.5
 STOPPING_MARKER = "serve.stopping"
 """Written beside key_file.json by scripts/serve.py on SIGTERM (or by the Kubernetes preStop hook,
 docker/healthcheck.py --stopping): the server is stopping, so it is not ready, whatever its workers say."""
-
-
-def read_properties(text: str) -> dict[str, str]:
-    """key=value lines of a config.properties (comments and blank lines skipped)."""
-    lines = text.replace("\\\n", "").splitlines()  # a value continued with a trailing backslash
-    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith(("#", "!")))
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
-def address(properties: dict[str, str], api: str, env: dict[str, str]) -> str:
-    """One API's URL as TorchServe resolves it (TS_<API>_ADDRESS wins), reached from this host."""
-    url = env.get(f"TS_{api.upper()}_ADDRESS") or properties[f"{api}_address"]
-    return url.replace("://0.0.0.0:", "://127.0.0.1:")
 
 
 def configured_models(properties: dict[str, str]) -> list[str]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from scripts import java, readiness, server_stop
+from scripts.ts_config import local_url
 from scripts.v2_front import listen_arg
 from scripts.v2_sidecar import Sidecar
 from scripts.workflows import register_all
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
     key_file = Path("key_file.json").resolve()  # TorchServe writes it in its working directory: this one
     front = Sidecar(args.v2_front, args.config, key_file, args.workflows) if args.v2_front else None
-    inference_port = urlsplit(readiness.address(readiness.read_properties(args.config.read_text()), "inference", dict(os.environ))).port
+    inference_port = urlsplit(local_url(args.config.read_text(), "inference")).port
     return run(command, args.run_dir, args.log_dir, on_start=lambda: announce_ready(args.config, args.workflows, key_file, front),
                on_stop=front.stop if front else None, workdir=key_file.parent, inference_port=inference_port)
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from scripts import readiness
+from scripts.ts_config import local_url
 
 NAME = "torchserve"
 EXTENSIONS = ("binary_tensor_data",)
@@ -190,10 +191,9 @@ class Front:
 
     @classmethod
     def from_config(cls, config: Path, key_file: Path, workflows: list[str], env: dict[str, str] | None = None) -> "Front":
-        """TorchServe's addresses as scripts/readiness.py finds them (TS_<API>_ADDRESS wins over the config)."""
+        """TorchServe's addresses as scripts/ts_config.py reads them (TS_<API>_ADDRESS wins over the config)."""
         env = dict(os.environ) if env is None else env
-        properties = readiness.read_properties(Path(config).read_text())
-        return cls(readiness.Server.from_config(config, key_file, workflows, env), readiness.address(properties, "inference", env))
+        return cls(readiness.Server.from_config(config, key_file, workflows, env), local_url(Path(config).read_text(), "inference", env))
 
     def live(self) -> dict:
         """Live while the inference API answers at all (/ping with the key when there is one)."""

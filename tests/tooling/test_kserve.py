@@ -22,7 +22,7 @@ from scripts import kserve_schemas
 from scripts.build_archives import build_archive
 from scripts.export_weights import export
 from scripts.kserve_validate import Validator, render
-from scripts.readiness import read_properties
+from scripts.ts_config import read_properties
 
 REPO = Path(__file__).resolve().parents[2]
 KSERVE = REPO / "deploy" / "kserve"

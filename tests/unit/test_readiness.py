@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from scripts import readiness, server_stop
+from scripts.ts_config import read_properties
 
 
 @pytest.mark.parametrize(("lines", "expected"), [
@@ -21,7 +22,7 @@ from scripts import readiness, server_stop
     ("# load_models=x\ninference_address=http://127.0.0.1:1", []),
 ])
 def test_configured_models(lines, expected):
-    assert readiness.configured_models(readiness.read_properties(lines)) == expected
+    assert readiness.configured_models(read_properties(lines)) == expected
 
 
 def worker(status):
