@@ -31,6 +31,9 @@ from scripts.keyfile import auth_header, read_keys
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 240
+BIND_ATTEMPTS = 3
+"""free_port's port can be taken by another process before TorchServe binds it (seen: its gRPC
+port); TorchServe then exits, and is started again on fresh ports."""
 APIS = ("inference", "management", "metrics")
 SAMPLE = re.compile(r"^(\w+)\{(.*)\} ([0-9.eE+-]+|NaN)$")
 METRIC_KEY_LABELS = ("Code", "le")  # labels besides the model's own that tell its series apart
@@ -183,17 +186,26 @@ class TorchServe(Client):
         `extra_args` go to scripts/serve.py as they are (e.g. --snapshots --log-dir DIR).
         """
         workdir.mkdir(parents=True, exist_ok=True)
-        urls = write_config(workdir / "config.properties", model_store, load_models)
         command = [sys.executable, "-m", "scripts.serve", "--config", "config.properties",
                    "--model-store", str(model_store), "--run-dir", str(workdir / "run"), *extra_args]
         if workflow_store is not None:
             command += ["--workflow-store", str(workflow_store), "--workflows", *workflows]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        log = open(workdir / "serve.out", "ab")  # a restart in the same workdir keeps the first run's log
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        server = cls(workdir, urls, process, tuple(workflows))
-        server.wait_until_answering() if until == "ping" else server.wait_until_ready()
-        return server
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            urls = write_config(workdir / "config.properties", model_store, load_models)
+            log_path = workdir / "serve.out"
+            logged_before = log_path.stat().st_size if log_path.exists() else 0
+            with open(log_path, "ab") as log:  # a restart in the same workdir keeps the first run's log
+                process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+            server = cls(workdir, urls, process, tuple(workflows))
+            try:
+                server.wait_until_answering() if until == "ping" else server.wait_until_ready()
+                return server
+            except RuntimeError:
+                lost_a_port = "Address already in use" in log_path.read_bytes()[logged_before:].decode(errors="replace")
+                if not lost_a_port or attempt == BIND_ATTEMPTS:
+                    raise
+        raise RuntimeError(f"TorchServe could not bind its ports in {BIND_ATTEMPTS} attempts")  # not reached: the last one raised
 
     def wait_until_answering(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Until the key file exists and /ping answers Healthy: up, some workers may still be loading."""
