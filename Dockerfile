@@ -29,7 +29,7 @@ FROM base AS base-gpu
 # What the NVIDIA container runtime reads to mount the driver and the GPUs (`--gpus all` sets the
 # first again); `compute,utility`: CUDA and nvidia-smi, which TorchServe uses to count GPUs.
 # SERVE_WORKERS_PER_GPU: workers of each model on every visible GPU (docker/entrypoint.sh; two
-# served 1.8x one on an H200, docs/gpu.md); TS_DEFAULT_WORKERS_PER_MODEL, if set, wins.
+# served 1.8x one in issue #20's prototype on an H200, docs/gpu.md); TS_DEFAULT_WORKERS_PER_MODEL, if set, wins.
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     SERVE_WORKERS_PER_GPU=2

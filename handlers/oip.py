@@ -195,10 +195,10 @@ def _json_data(entry: Mapping[str, Any], name: str, datatype: str, shape: tuple[
 def _flatten(value: Any, name: str) -> list:
     """Row-major elements of nested lists, without recursion: TorchServe hands over JSON it parsed
     itself, up to Python's recursion limit deep, and a recursive walk would overflow on it."""
-    flat: list = []
-    pending = [(iter(value), 1)] if isinstance(value, list) else None
-    if pending is None:
+    if not isinstance(value, list):
         return [value]
+    flat: list = []
+    pending = [(iter(value), 1)]
     while pending:
         items, depth = pending[-1]
         item = next(items, _END)

@@ -161,7 +161,7 @@ def tokenize_request(
 
     Each text is cut to `max_tokens * chars_per_token` characters first, so a request's cost
     follows what is kept, not what was sent; "truncated" says whether anything was dropped.
-    More than `max_request_tokens` kept in all is a PayloadTooLarge (413) naming that setting.
+    The budget on the whole request is check_request_tokens'.
     """
     budget = max_tokens * chars_per_token
     texts = request.texts + hypotheses(request.labels or (), template)

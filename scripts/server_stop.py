@@ -51,7 +51,7 @@ def clear_stopping(workdir: Path) -> None:
 def java_pid(launcher_pid: int, timeout_s: float = JAVA_WAIT_S) -> int | None:
     """The launcher's Java child, waited for while the launcher starts it (a SIGTERM during start-up);
     None once the launcher has exited or after timeout_s."""
-    import psutil  # torchserve's own dependency; imported here, since scripts/readiness.py is stdlib only
+    import psutil  # imported where used: docker/healthcheck.py imports mark_stopping and stays stdlib only
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

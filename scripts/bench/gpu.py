@@ -50,8 +50,7 @@ def handle(data, context):
     """TorchServe's own cost: every request answered at once, nothing computed (None: the load call)."""
     return None if data is None else ["{}"] * len(data)
 '''
-BODIES = {IMAGE: (REPO / "samples" / "cat.jpg", "application/octet-stream"),
-          TEXT: (None, "application/json"), FLOOR: (None, "application/octet-stream")}
+CONTENT_TYPES = {IMAGE: "application/octet-stream", TEXT: "application/json", FLOOR: "application/octet-stream"}
 TEXT_BODY = json.dumps({"text": "The match went to extra time before the home side scored the winning goal."}).encode()
 FULL = {"concurrencies": (1, 64, 128), "cell_s": 10.0, "window_s": 10.0, "raw_s": 3.0}
 DRY = {"concurrencies": (1, 4), "cell_s": 1.5, "window_s": 1.5, "raw_s": 0.3}
@@ -197,7 +196,7 @@ def _ready(server: TorchServe, model: str) -> bool:
 def run(args) -> dict:
     plan = DRY if args.cpu_dry_run else FULL
     gpus = torch.cuda.device_count()
-    bodies = {IMAGE: BODIES[IMAGE][0].read_bytes(), TEXT: TEXT_BODY, FLOOR: b"x"}
+    bodies = {IMAGE: (REPO / "samples" / "cat.jpg").read_bytes(), TEXT: TEXT_BODY, FLOOR: b"x"}
     results: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "mode": "cpu-dry-run" if args.cpu_dry_run else "gpu", "machine": machine_info(),
                                "gpus": gpus, "workers_per_gpu": WORKERS_PER_GPU, "plan": plan, "models": {}}
@@ -206,8 +205,9 @@ def run(args) -> dict:
         try:
             for model in args.models:
                 results["models"][model] = {"config": configs[model],
-                                            **served_rows(server, model, bodies[model], BODIES[model][1], plan)}
-            floor = timed_load(server.prediction_url(FLOOR), b"x", server.auth("inference"), max(plan["concurrencies"]), plan["cell_s"])
+                                            **served_rows(server, model, bodies[model], CONTENT_TYPES[model], plan)}
+            floor = timed_load(server.prediction_url(FLOOR), bodies[FLOOR], server.auth("inference"), max(plan["concurrencies"]),
+                               plan["cell_s"])
             results["floor"] = summarise_window(floor, 0, plan["cell_s"], max(plan["concurrencies"]))
             results["gpu_series"] = sorted({name for name, _, _ in server.metric_samples() if name in GPU_SERIES})
         finally:

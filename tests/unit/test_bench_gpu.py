@@ -72,6 +72,6 @@ def test_dry_run_config_runs_on_a_cpu_with_the_gpu_path():
         config = bench_config(yaml.safe_load(get_spec(name).config_path.read_text()), gpus=0, dry_run=True)
         handler = parse_settings(settings, config["handler"])
         assert config["deviceType"] == "cpu" and handler.precision == "fp32" and config["batchSize"] <= 8
-    assert handler.runtime == "torch"
+        assert handler.runtime == "torch"
     image = bench_config(yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text()), gpus=0, dry_run=True)
     assert image["handler"]["jpeg_decoder"] == "torchvision" and image["handler"]["pad_to_bucket"]
