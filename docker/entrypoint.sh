@@ -1,5 +1,5 @@
 #!/bin/sh
-# The container's command: TorchServe in the foreground through scripts/serve.py, which forwards
+# The container's command: TorchServe in the foreground through scripts/serving/serve.py, which forwards
 # SIGTERM/SIGINT to the whole server, waits for Java, and exits with it. When TorchServe dies the
 # container ends (no `tail -f /dev/null` keeping a dead server "running"); the orchestrator restarts it.
 # tini is PID 1 in the image: it reaps the launcher's orphans, which a Python PID 1 would not.
@@ -22,7 +22,7 @@ if [ -n "$workflows" ]; then
   # shellcheck disable=SC2086  # a space-separated list of archive names
   set -- --workflow-store "$wf_store" --workflows $workflows "$@"
 fi
-# The KServe v2 front (scripts/v2_front.py: health, readiness, metadata) at host:port; "" for none.
+# The KServe v2 front (scripts/serving/v2_front.py: health, readiness, metadata) at host:port; "" for none.
 if [ -n "${SERVE_V2_FRONT:-}" ]; then
   set -- --v2-front "$SERVE_V2_FRONT" "$@"
 fi
@@ -40,5 +40,5 @@ fi
 cd "$workdir"
 export PYTHONPATH="$app${PYTHONPATH:+:$PYTHONPATH}"
 # shellcheck disable=SC2086  # $snapshots is one flag or nothing
-exec python -m scripts.serve --config "$config" --model-store "$model_store" \
+exec python -m scripts.serving.serve --config "$config" --model-store "$model_store" \
   --log-dir "$log_dir" --run-dir "$workdir/run" --log-format "${SERVE_LOG_FORMAT:-text}" $snapshots "$@"

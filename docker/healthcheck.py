@@ -4,14 +4,14 @@
     python /app/docker/healthcheck.py --live   # alive: GET /ping only, the k8s liveness probe
     python /app/docker/healthcheck.py --stopping 5   # k8s preStop: not ready from now, then wait 5 s
 
-Ready is scripts/readiness.py's check, the same as `make ready` and the `ready:` line: every
+Ready is scripts/serving/readiness.py's check, the same as `make ready` and the `ready:` line: every
 model has all its workers READY and every workflow of SERVE_WORKFLOWS is registered. Alive is
 lighter: /ping with the inference key (TorchServe 0.12 wants it there), so that a server busy
 loading or scaling workers is not killed. Expired keys are renewed with the API key first, as an
 operator would; otherwise a healthy server would turn unhealthy at that hour and be restarted.
 With token auth off there is no key file, and the requests carry no key.
 
---stopping is the Kubernetes preStop hook: it marks the server stopping, as scripts/serve.py does
+--stopping is the Kubernetes preStop hook: it marks the server stopping, as scripts/serving/serve.py does
 on SIGTERM, so readiness fails at once, then waits while the Service stops sending requests here;
 the SIGTERM that follows stops TorchServe, which answers the requests it holds (docs/docker.md).
 
@@ -29,9 +29,9 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(APP))  # scripts/ sits beside docker/ in /app (and in the repo)
 
-from scripts.readiness import Server, fresh_key, missing, request  # noqa: E402
-from scripts.server_stop import mark_stopping  # noqa: E402
-from scripts.ts_config import address, read_properties  # noqa: E402
+from scripts.serving.readiness import Server, fresh_key, missing, request  # noqa: E402
+from scripts.serving.server_stop import mark_stopping  # noqa: E402
+from scripts.serving.ts_config import address, read_properties  # noqa: E402
 
 DEFAULT_WORKFLOWS = "photo_embedding.war"  # docker/entrypoint.sh's default; the image sets SERVE_WORKFLOWS
 

@@ -35,7 +35,7 @@ LABELS_FILE = "labels.json"
 V2_IMAGE = "send each image's encoded bytes as one element of the BYTES input `image` (binary, or base64 in JSON)"
 DRAFT_MARGIN = 2
 """Reduce-on-decode stops at twice the resize side, so the resize after it still averages over
-pixels: at 1x, 6% of augmented crops changed label (scripts/agreement.py); at 2x, under 1%."""
+pixels: at 1x, 6% of augmented crops changed label (scripts/measure/agreement.py); at 2x, under 1%."""
 
 
 def uses_batch_decoder(jpeg_decoder: str, device: torch.device) -> bool:

@@ -1,7 +1,7 @@
 """The model as onnxruntime runs it: the archive's model.onnx, sha256-verified, behind the same call
 as the torch module (tensors in, tensors out), so the base handler's isolation works unchanged.
 
-The export (scripts/onnx_export.py) writes model.onnx beside the safetensors and records it in
+The export (scripts/build/onnx_export.py) writes model.onnx beside the safetensors and records it in
 metadata.json: {"onnx": {"file", "sha256", "opset", "onnxruntime", "inputs", "outputs", ...}}.
 """
 

@@ -4,7 +4,7 @@ activations quantized per batch on the fly.
 Worth it on CPU for transformer encoders, whose time goes into Linear layers; PyTorch's dynamic
 quantized kernels run on the CPU only. Layers whose inputs carry outlier channels (BERT's
 feed-forward blocks) lose the most; `keep_fp32` leaves them in fp32, trading speed for agreement
-(scripts/text_quantization.py measures both).
+(scripts/build/text_quantization.py measures both).
 """
 
 from __future__ import annotations

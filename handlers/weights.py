@@ -31,7 +31,7 @@ def sha256_file(path: Path) -> str:
 def read_metadata(folder: Path) -> dict:
     path = Path(folder) / METADATA_FILE
     if not path.is_file():
-        raise WeightsError(f"{path} is missing: export weights with scripts/export_weights.py")
+        raise WeightsError(f"{path} is missing: export weights with scripts/build/weights.py")
     return json.loads(path.read_text())
 
 

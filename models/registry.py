@@ -59,7 +59,7 @@ class ModelSpec:
     """Packages whose versions the metadata records besides torch and torchvision."""
     onnx: str | None = None
     """"image" or "text": the export also writes model.onnx, checked on real inputs
-    (scripts/onnx_export.py), for `runtime: onnxruntime`; None: torch only."""
+    (scripts/build/onnx_export.py), for `runtime: onnxruntime`; None: torch only."""
 
     @property
     def config_path(self) -> Path:

@@ -1,6 +1,6 @@
 """Resource estimates for a model: parameters, weights, activations by batch size, workers that fit.
 
-Pure apart from running the model once per batch size: `scripts/export_weights.py` writes the
+Pure apart from running the model once per batch size: `scripts/build/weights.py` writes the
 estimates into metadata.json; `make inspect MODEL=...` adds measured worker memory (RSS, CUDA).
 Activations are estimated as the largest input + output of any one layer: what inference must
 hold at once (no autograd graph is kept), before the allocator's and oneDNN's own overheads.

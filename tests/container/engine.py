@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.torchserve import free_port
+from scripts.client.torchserve import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "torchserve-bundle:cpu"

@@ -82,7 +82,7 @@ def test_image_serves_both_models_and_the_workflow(served):
 
 
 def test_the_log_says_ready_once_everything_serves(served):
-    """scripts/serve.py's `ready:` line, the same check: after the workflow registration, naming it."""
+    """scripts/serving/serve.py's `ready:` line, the same check: after the workflow registration, naming it."""
     lines = served.logs().splitlines()
     ready = [n for n, line in enumerate(lines) if line.startswith("ready: ")]
     registered = [n for n, line in enumerate(lines) if line.startswith("workflows: ")]
@@ -143,10 +143,10 @@ def send(served, n: int) -> tuple[int, float]:
 
 def test_sigterm_answers_the_requests_in_flight_then_exits_0_within_10_s(served):
     """The module's last test: it stops the container. Readiness fails at once, the requests in
-    flight are answered, then TorchServe stops (scripts/server_stop.py)."""
+    flight are answered, then TorchServe stops (scripts/serving/server_stop.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from scripts.torchserve import poll_until
+    from scripts.client.torchserve import poll_until
 
     before = served.inference_requests()
     with ThreadPoolExecutor(IN_FLIGHT) as pool:
@@ -166,7 +166,7 @@ def test_sigterm_answers_the_requests_in_flight_then_exits_0_within_10_s(served)
 
 def test_sigterm_during_start_up_exits_0_within_10_s(image, started):
     """While the models load: Java is up (its config printed), no worker READY yet."""
-    from scripts.torchserve import poll_until
+    from scripts.client.torchserve import poll_until
 
     containers, _ = started
     container = Container(unique("ts-early"), image).start()

@@ -37,7 +37,7 @@ def memory_limit() -> int:
 
 
 def kserve_layout(image: str, root: Path) -> Path:
-    """The image's own archives, through scripts/kserve_store.py (what `make kserve-store` runs)."""
+    """The image's own archives, through scripts/build/kserve_store.py (what `make kserve-store` runs)."""
     holder = unique("kserve-archives")
     engine("create", "--name", holder, image)
     try:
@@ -45,7 +45,7 @@ def kserve_layout(image: str, root: Path) -> Path:
     finally:
         engine("rm", "-f", holder, check=False)
     out = root / "kserve"
-    subprocess.run([sys.executable, "-m", "scripts.kserve_store", "--models", "efficientnet_lite0", "minilm",
+    subprocess.run([sys.executable, "-m", "scripts.build.kserve_store", "--models", "efficientnet_lite0", "minilm",
                     "--model-store", str(root / "archives"), "--out", str(out)], cwd=REPO, check=True)
     out.chmod(0o755)
     return out

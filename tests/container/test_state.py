@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from models.registry import get_spec
-from scripts.build_archives import build_archive
-from scripts.export_weights import export
+from scripts.build.archives import build_archive
+from scripts.build.weights import export
 from tests.container.conftest import unique
 from tests.container.engine import REPO, Container, engine, http
 

@@ -23,8 +23,8 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handlers.image_classifier import ImageClassifier
 from models.registry import get_spec
-from scripts.build_archives import build_archive
-from scripts.export_weights import export
+from scripts.build.archives import build_archive
+from scripts.build.weights import export
 
 METRICS_YAML = Path(ts.__file__).parent / "configs" / "metrics.yaml"
 

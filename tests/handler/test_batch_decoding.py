@@ -85,7 +85,7 @@ def test_warm_up_covers_every_bucket(make_context, model_dir, monkeypatch):
 
 
 def test_in_process_predict_decodes_the_batch(batch_classifier, chelsea, encode):
-    """scripts/in_process.py's entry point goes through decode_batch as a served batch does."""
+    """scripts/measure/in_process.py's entry point goes through decode_batch as a served batch does."""
     item = batch_classifier.decode_request({"body": bytearray(encode(chelsea, "JPEG"))})
     outcomes = batch_classifier.predict([item] * 3)
     labels = [next(iter(batch_classifier.encode_response(o))) for o in outcomes]

@@ -16,8 +16,8 @@ from handlers.image_classifier import ImageClassifier
 from handlers.onnx_runtime import OnnxModel
 from handlers.weights import WeightsError, sha256_file
 from models.registry import get_spec
-from scripts.agreement import photo_files
-from scripts.onnx_export import IMAGE_ATOL
+from scripts.build.onnx_export import IMAGE_ATOL
+from scripts.measure.agreement import photo_files
 
 SHIPPED = yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text())
 

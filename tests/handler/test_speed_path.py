@@ -12,7 +12,7 @@ import yaml
 from handlers.base import warmup_sizes
 from handlers.image_classifier import ImageClassifier
 from models.registry import get_spec
-from scripts.agreement import REFERENCE, augmented_jpegs, measure, parse_overrides, top1_agreement
+from scripts.measure.agreement import REFERENCE, augmented_jpegs, measure, parse_overrides, top1_agreement
 
 SHIPPED = yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text())
 

@@ -11,8 +11,8 @@ import yaml
 
 from handlers.text_embedder import TextEmbedder
 from models.registry import get_spec
-from scripts.build_archives import REPO
-from scripts.export_weights import export
+from scripts.build.archives import REPO
+from scripts.build.weights import export
 
 SHORT = "A man is eating food."
 MIXED = [
@@ -167,7 +167,7 @@ def test_int8_quantization_keeps_the_embeddings(start, serve, embed):
     texts = (REPO / "samples" / "sentences.txt").read_text().splitlines()
     (reply,) = serve(embedder, context, [{"body": {"texts": texts}}])
     cosines = cosine(torch.tensor(reply.body["embeddings"]), embed(texts))
-    # scripts/text_quantization.py measures about 0.99 on these texts; the margin is for other CPUs' kernels
+    # scripts/build/text_quantization.py measures about 0.99 on these texts; the margin is for other CPUs' kernels
     assert cosines.mean() >= 0.985 and cosines.min() >= 0.9, cosines
 
 

@@ -17,8 +17,8 @@ from ts.context import RequestProcessor
 
 from handlers.text_embedder import TextEmbedder
 from models.registry import get_spec
-from scripts.build_archives import REPO
-from scripts.export_weights import export
+from scripts.build.archives import REPO
+from scripts.build.weights import export
 
 CAT = (REPO / "samples" / "cat.jpg").read_bytes()
 COFFEE = (REPO / "samples" / "coffee.jpg").read_bytes()

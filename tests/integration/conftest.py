@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from models.registry import get_spec
-from scripts.build_archives import build_archive
-from scripts.build_workflow import DEFAULT_SPEC, build_workflow
-from scripts.export_weights import export
-from scripts.torchserve import TorchServe
+from scripts.build.archives import build_archive
+from scripts.build.weights import export
+from scripts.build.workflow import DEFAULT_SPEC, build_workflow
+from scripts.client.torchserve import TorchServe
 from tests.integration.figures import summary_lines
 from tests.support.images import encode_image as encode  # noqa: F401  (the integration tests import it from here)
 
@@ -59,7 +59,7 @@ def server(tmp_path_factory, model_store, wf_store) -> TorchServe:
 @pytest.fixture(scope="session")
 def settled(server) -> TorchServe:
     """The session server, ready: TorchServe.start returns once every worker is READY and the
-    workflow is registered (scripts/readiness.py, as `make serve`'s `ready:` line). While serve.py
+    workflow is registered (scripts/serving/readiness.py, as `make serve`'s `ready:` line). While serve.py
     registers the workflow (20-35 s on 2 cores) TorchServe 0.12 holds predictions and some
     management requests (docs/reliability.md); a server that is not ready never reaches a test."""
     return server

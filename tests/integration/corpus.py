@@ -20,7 +20,7 @@ from typing import Callable
 
 from PIL import Image
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 from tests.support.images import encode_image
 
 Expect = tuple[int, str | None]

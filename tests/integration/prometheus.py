@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import requests
 import yaml
 
-from scripts.torchserve import free_port, poll_until
+from scripts.client.torchserve import free_port, poll_until
 
 SCRAPE_INTERVAL_S = 1
 START_TIMEOUT_S = 60
@@ -29,7 +29,7 @@ def binary() -> str | None:
 
 
 def poll(probe: Callable[[], T | None], timeout_s: float, what: str, every_s: float = 0.2) -> T:
-    """probe() until it returns something truthy (scripts.torchserve.poll_until, polled faster)."""
+    """probe() until it returns something truthy (scripts.client.torchserve.poll_until, polled faster)."""
     return poll_until(probe, timeout_s, what, interval_s=every_s)
 
 

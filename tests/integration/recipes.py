@@ -13,7 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 
 DEFAULT_PORTS = {"inference": "8080", "management": "8081", "metrics": "8082"}
 

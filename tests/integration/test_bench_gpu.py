@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 
 
 def bench(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.bench.gpu", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "scripts.measure.bench.gpu", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the real run is make bench-gpu")

@@ -14,14 +14,14 @@ import sys
 
 import pytest
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 
 
 @pytest.fixture(scope="module")
 def bench_out(model_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     weights = model_store.parent / "weights"  # the model_store fixture exports there
-    command = [sys.executable, "-m", "scripts.benchmark", "--smoke", "--model-store", str(model_store),
+    command = [sys.executable, "-m", "scripts.measure.benchmark", "--smoke", "--model-store", str(model_store),
                "--weights-dir", str(weights), "--out", str(out)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

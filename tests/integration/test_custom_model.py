@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 from tests.integration.conftest import encode
 
 DIGITS_CONFIG = """\

@@ -5,7 +5,7 @@ and a clean stop on SIGTERM (the front's too).
 It runs from a copy of just the files the Dockerfile's runtime stage puts in /app, so a file the
 image lacks fails here too. Only what Docker would differ in is overridden: paths (SERVE_*),
 and ports (TorchServe's own TS_*_ADDRESS and TS_GRPC_*_PORT, which the container config lets
-environment variables set). Worker sockets are private already: scripts/serve.py gives every
+environment variables set). Worker sockets are private already: scripts/serving/serve.py gives every
 server its own Java tmpdir.
 """
 
@@ -24,9 +24,9 @@ import pytest
 import requests
 
 from models.registry import get_spec
-from scripts.build_archives import build_archive
-from scripts.export_weights import export
-from scripts.torchserve import REPO, TorchServe, free_port, poll_until
+from scripts.build.archives import build_archive
+from scripts.build.weights import export
+from scripts.client.torchserve import REPO, TorchServe, free_port, poll_until
 
 
 def runtime_app(target: Path) -> Path:
@@ -126,12 +126,12 @@ def test_healthcheck_renews_an_expired_inference_key(container, healthcheck):
 
 
 def front_processes(env) -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if "scripts.v2_front" in (p.info["cmdline"] or [])
+    return [p for p in psutil.process_iter(["cmdline"]) if "scripts.serving.v2_front" in (p.info["cmdline"] or [])
             and env["SERVE_V2_FRONT"] in (p.info["cmdline"] or [])]
 
 
 def test_the_v2_front_starts_beside_torchserve(container, env):
-    """SERVE_V2_FRONT -> scripts/serve.py --v2-front: started once TorchServe answers, named in the ready: line."""
+    """SERVE_V2_FRONT -> scripts/serving/serve.py --v2-front: started once TorchServe answers, named in the ready: line."""
     front = f"http://{env['SERVE_V2_FRONT']}"
     poll_until(lambda: "ready: " in (container.workdir / "serve.out").read_text(), 240, "the ready: line")
     (ready,) = [line for line in (container.workdir / "serve.out").read_text().splitlines() if line.startswith("ready: ")]
@@ -142,7 +142,7 @@ def test_the_v2_front_starts_beside_torchserve(container, env):
 
 
 def test_a_v2_front_that_dies_is_started_again(container, env):
-    """serve.py watches the front (scripts/v2_sidecar.py): SIGKILLed, a new one answers, and it says so."""
+    """serve.py watches the front (scripts/serving/v2_sidecar.py): SIGKILLed, a new one answers, and it says so."""
     front = f"http://{env['SERVE_V2_FRONT']}"
     (first,) = front_processes(env)
     first.kill()

@@ -5,7 +5,7 @@ the worker process SIGKILLed under load, then TorchServe stopped and started aga
     died.": 507 when TorchServe has already read the worker's exit code 137, else 500 (its
     WorkerThread's default; a race, both seen here); the recovery time is measured and reported.
   - Restart: the models, versions, default version, worker counts and batch settings come back
-    from the snapshot folder (<log-dir>/config) through scripts/serve.py --snapshots.
+    from the snapshot folder (<log-dir>/config) through scripts/serving/serve.py --snapshots.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.bench.load_client import load_model
-from scripts.torchserve import REPO, TorchServe, poll_until
+from scripts.client.torchserve import REPO, TorchServe, poll_until
+from scripts.measure.bench.load_client import load_model
 from tests.integration.figures import record
 
 pytestmark = pytest.mark.reliability

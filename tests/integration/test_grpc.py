@@ -1,4 +1,4 @@
-"""TorchServe's gRPC APIs through scripts/grpc_client.py, against the session server: predictions
+"""TorchServe's gRPC APIs through scripts/client/grpc_client.py, against the session server: predictions
 with the inference key, management with the management key, the handler's error bodies raised as
 PredictionError (TorchServe 0.12's gRPC drops per-request statuses), and the size limits."""
 
@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from models.registry import get_spec
-from scripts.grpc_client import GrpcClient, PredictionError
-from scripts.torchserve import REPO
+from scripts.client.grpc_client import GrpcClient, PredictionError
+from scripts.client.torchserve import REPO
 from tests.integration.corpus import BYTE_KINDS, CATS, raw_bytes
 from tests.support.images import noise_png
 

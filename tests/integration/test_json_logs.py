@@ -1,4 +1,4 @@
-"""`scripts/serve.py --log-format json` (make serve LOG_FORMAT=json, SERVE_LOG_FORMAT=json): every
+"""`scripts/serving/serve.py --log-format json` (make serve LOG_FORMAT=json, SERVE_LOG_FORMAT=json): every
 line of every TorchServe log is one JSON object, and a failed request can be followed from its
 x-request-id header to the handler's line about it, and to its access-log line."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from scripts.torchserve import TorchServe
+from scripts.client.torchserve import TorchServe
 from tests.integration.conftest import encode
 
 MODEL = "efficientnet_lite0"

@@ -1,4 +1,4 @@
-"""Bounded load through the real server (scripts/bench/load_client.py: loopback only, a fixed number of
+"""Bounded load through the real server (scripts/measure/bench/load_client.py: loopback only, a fixed number of
 requests): nothing lost, no 5xx but a queue-full 503, p50/p99/throughput in the run's summary.
 
 CI size: 2,000 requests at concurrency 64. `make soak` runs the same test with 20,000
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.bench.load_client import LoadResult, load_model
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
+from scripts.measure.bench.load_client import LoadResult, load_model
 from tests.integration.figures import record
 
 pytestmark = pytest.mark.reliability

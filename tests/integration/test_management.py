@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from models.registry import get_spec
-from scripts.torchserve import poll_until
+from scripts.client.torchserve import poll_until
 from tests.integration.conftest import encode
 
 MODEL = "efficientnet_lite0"

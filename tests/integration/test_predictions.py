@@ -20,7 +20,7 @@ def top1(response) -> str:
 
 def test_cat_photo_from_samples_is_a_cat(server):
     """The README's curl: `curl -T samples/cat.jpg` (a PUT-style raw body)."""
-    from scripts.torchserve import REPO
+    from scripts.client.torchserve import REPO
 
     response = server.predict(MODEL, data=(REPO / "samples" / "cat.jpg").read_bytes())
     labels = response.json()

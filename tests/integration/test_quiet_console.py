@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 import time
 
-from scripts import readiness
-from scripts.torchserve import poll_until
+from scripts.client.torchserve import poll_until
+from scripts.serving import readiness
 
 IDLE_LINES_PER_MINUTE = 10
 BEATS = 2

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 
 README = REPO / "README.md"

@@ -1,11 +1,11 @@
-"""The `ready:` line of scripts/serve.py (make serve) on the session server: it comes once, after
+"""The `ready:` line of scripts/serving/serve.py (make serve) on the session server: it comes once, after
 the workflow is registered, and what it promises holds (every model's workers READY)."""
 
 from __future__ import annotations
 
 import time
 
-from scripts import readiness
+from scripts.serving import readiness
 
 READY_LINE_TIMEOUT_S = 300
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.request_cost import image_cases, long_texts, text_cases, v2_image_cases
+from scripts.measure.request_cost import image_cases, long_texts, text_cases, v2_image_cases
 from tests.integration.corpus import CATS
 from tests.integration.figures import record
 from tests.support.images import encode_image
@@ -70,7 +70,7 @@ def timed(send) -> tuple[requests.Response, float]:
 
 
 def test_the_worst_accepted_requests_end_to_end(server):
-    """Each endpoint's worst accepted request (scripts/request_cost.py's cases) answered 200. Their
+    """Each endpoint's worst accepted request (scripts/measure/request_cost.py's cases) answered 200. Their
     times go to the run's "reliability figures", not into an assertion: what bounds them is the
     budgets (the 413 test above), and a timed bound would fail on a busy machine, not on a regression."""
     figures = {}

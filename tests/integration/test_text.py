@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 
 MODEL = "minilm"

@@ -15,7 +15,7 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 from tests.integration.corpus import BYTE_KINDS, CATS, raw_bytes
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("settled")]

@@ -1,4 +1,4 @@
-"""scripts/v2_front.py in front of the session's real TorchServe, spoken to as tritonclient.http does
+"""scripts/serving/v2_front.py in front of the session's real TorchServe, spoken to as tritonclient.http does
 (one URL) and with plain requests: live, ready only when every worker is, server and model metadata
 from the handlers' describe_handle(), model ready per version, and infer relayed with TorchServe's
 refusals made v2 ({"error": ...}, TorchServe's status)."""
@@ -18,8 +18,8 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from scripts import v2_sidecar
-from scripts.torchserve import REPO, free_port
+from scripts.client.torchserve import REPO, free_port
+from scripts.serving import v2_sidecar
 from tests.integration.recipes import documented_recipes, documented_value, run_recipe
 
 WORKFLOWS = ["photo_embedding.war"]  # what the session server registers (tests/integration/conftest.py)

@@ -1,4 +1,4 @@
-"""scripts/v2_sidecar.py beside the session's real TorchServe: a front that dies on its own is
+"""scripts/serving/v2_sidecar.py beside the session's real TorchServe: a front that dies on its own is
 started again and answers; stop() ends it; a SIGKILLed parent (serve.py) takes its front along."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import psutil
 import pytest
 import requests
 
-from scripts.torchserve import REPO, free_port, poll_until
-from scripts.v2_sidecar import Sidecar
+from scripts.client.torchserve import REPO, free_port, poll_until
+from scripts.serving.v2_sidecar import Sidecar
 
 PARENT = """
 import subprocess, sys, time
-from scripts.v2_sidecar import Sidecar
+from scripts.serving.v2_sidecar import Sidecar
 sidecar = Sidecar(sys.argv[1], sys.argv[2], sys.argv[3], [], stdout=subprocess.DEVNULL)  # this pipe: the pid alone
 problem = sidecar.start_when_up(120)
 print(problem or sidecar.process.pid, flush=True)

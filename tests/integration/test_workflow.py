@@ -1,4 +1,4 @@
-"""photo_embedding.war on the real server: registered by scripts/serve.py at start, as `make serve` does."""
+"""photo_embedding.war on the real server: registered by scripts/serving/serve.py at start, as `make serve` does."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""scripts.export_weights + scripts.build_archives on a tiny custom model: contents, metadata,
+"""scripts.build.weights + scripts.build.archives on a tiny custom model: contents, metadata,
 and byte-identical rebuilds."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from handlers.config import IMAGENET_MEAN, IMAGENET_STD
 from handlers.weights import load_state_dict, sha256_file
 from models.registry import custom_spec
 from models.resources import MB
-from scripts.build_archives import REPO, build_archive
-from scripts.export_weights import export
+from scripts.build.archives import REPO, build_archive
+from scripts.build.weights import export
 
 NAME = "tinynet_test"
 LABELS = ["red", "green", "blue", "grey"]

@@ -1,11 +1,11 @@
-"""scripts.build_workflow: the .war is reproducible and carries the handlers package."""
+"""scripts.build.workflow: the .war is reproducible and carries the handlers package."""
 
 from __future__ import annotations
 
 import hashlib
 import zipfile
 
-from scripts.build_workflow import DEFAULT_SPEC, build_workflow
+from scripts.build.workflow import DEFAULT_SPEC, build_workflow
 
 
 def test_war_is_reproducible_and_carries_the_handlers_package(tmp_path):

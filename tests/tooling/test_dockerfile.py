@@ -17,7 +17,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from handlers.config import ImageSettings, parse_settings
-from scripts.ts_config import listen_addresses
+from scripts.serving.ts_config import listen_addresses
 
 REPO = Path(__file__).resolve().parents[2]
 # By path: docker/ is no package (and `import docker` could find the Docker SDK instead).
@@ -107,7 +107,7 @@ def test_both_variants_share_one_debian_base_with_its_python_and_java():
     assert re.search(r"^FROM base AS base-cpu$", DOCKERFILE, flags=re.M)
     assert re.search(r"^FROM base AS base-gpu$", DOCKERFILE, flags=re.M)
     assert SpecifierSet(PYPROJECT["project"]["requires-python"]).contains("3.11.2")
-    assert DOCKERFILE.count("openjdk-17-jre-headless") == 1  # scripts/java.py wants 17+
+    assert DOCKERFILE.count("openjdk-17-jre-headless") == 1  # scripts/serving/java.py wants 17+
 
 
 def test_gpu_variant_asks_the_nvidia_runtime_for_the_driver():
@@ -151,9 +151,9 @@ def test_builder_runs_make_archive_without_the_install_step(tmp_path):
     command = [*shlex.split(make), "MODELS=efficientnet_lite0"]
     dry = subprocess.run([*command, "-n", f"WEIGHTS_DIR={tmp_path}/w", f"MODEL_STORE={tmp_path}/s"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert "/opt/venv/bin/python -m scripts.export_weights efficientnet_lite0" in dry
-    assert "/opt/venv/bin/python -m scripts.build_archives efficientnet_lite0" in dry
-    assert "pip install" not in dry and "scripts.java" not in dry
+    assert "/opt/venv/bin/python -m scripts.build.weights efficientnet_lite0" in dry
+    assert "/opt/venv/bin/python -m scripts.build.archives efficientnet_lite0" in dry
+    assert "pip install" not in dry and "scripts.serving.java" not in dry
 
 
 def test_builder_keeps_the_makefile_models_when_the_build_arg_is_empty():

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from scripts import doctor
-from scripts.ts_config import listen_addresses, local_url
+from scripts.serving.ts_config import listen_addresses, local_url
 
 
 def test_listen_addresses_and_local_urls():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 
 NVIDIA_SMI = """#!/bin/sh
 [ "$1" = --list-gpus ] || exit 9

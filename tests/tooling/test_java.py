@@ -1,4 +1,4 @@
-"""scripts/java.py: the one Java check of make install, serve and doctor, on stand-in java binaries."""
+"""scripts/serving/java.py: the one Java check of make install, serve and doctor, on stand-in java binaries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts import java
+from scripts.serving import java
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,11 @@ import torch
 
 from handlers.architectures import build_module
 from models.registry import custom_spec
-from scripts import kserve_schemas
-from scripts.build_archives import build_archive
-from scripts.export_weights import export
-from scripts.kserve_validate import Validator, render
-from scripts.ts_config import read_properties
+from scripts.build.archives import build_archive
+from scripts.build.weights import export
+from scripts.deploy import kserve_schemas
+from scripts.deploy.kserve_validate import Validator, render
+from scripts.serving.ts_config import read_properties
 
 REPO = Path(__file__).resolve().parents[2]
 KSERVE = REPO / "deploy" / "kserve"
@@ -105,7 +105,7 @@ def test_a_manifest_broken_on_purpose_fails(validator, broken):
 def test_the_cli_exits_1_on_a_broken_file(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text((KSERVE / "base" / "inferenceservice.yaml").read_text().replace("protocolVersion: v2", "protocolVersion: v9"))
-    result = subprocess.run([sys.executable, "-m", "scripts.kserve_validate", str(broken)],
+    result = subprocess.run([sys.executable, "-m", "scripts.deploy.kserve_validate", str(broken)],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "protocolVersion 'v9'" in result.stdout, result.stdout + result.stderr
 

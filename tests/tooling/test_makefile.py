@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from scripts.torchserve import REPO
+from scripts.client.torchserve import REPO
 
 ENGINE_SCRIPT = '#!/bin/sh\necho "$0 $*" >> {log}\nexit 1\n'
 
@@ -41,9 +41,9 @@ def test_archives_depend_on_what_builds_them():
     """A change to a model's module, the export or the archive script rebuilds the archive (dry run;
     where the archives are already built, only such a change makes make plan a rebuild)."""
     sources = make("-s", "print-MODEL_SRC").stdout.split() + make("-s", "print-ARCHIVE_SRC").stdout.split()
-    assert {"models/registry.py", "scripts/export_weights.py", "scripts/onnx_export.py", "scripts/build_archives.py",
+    assert {"models/registry.py", "scripts/build/weights.py", "scripts/build/onnx_export.py", "scripts/build/archives.py",
             "handlers/base.py"} <= set(sources)
     plan = make("-n", "-W", "models/registry.py", "model-store/efficientnet_lite0.mar").stdout
-    assert "scripts.export_weights efficientnet_lite0" in plan and "scripts.build_archives efficientnet_lite0" in plan
-    plan = make("-n", "-W", "scripts/build_archives.py", "model-store/minilm.mar").stdout
-    assert "scripts.build_archives minilm" in plan
+    assert "scripts.build.weights efficientnet_lite0" in plan and "scripts.build.archives efficientnet_lite0" in plan
+    plan = make("-n", "-W", "scripts/build/archives.py", "model-store/minilm.mar").stdout
+    assert "scripts.build.archives minilm" in plan

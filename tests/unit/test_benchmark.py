@@ -9,11 +9,11 @@ import zipfile
 import pytest
 import yaml
 
-from scripts.bench.machine import cpu_model, wait_until_quiet
-from scripts.bench.report import TARGETS, Target, evaluate, find, headline, markdown_table, render_markdown, sweep_table, verdict
-from scripts.bench.sweep import Point, Sweep, best_point, layouts_for, sweep_points
-from scripts.bench.top1 import compare, top1
-from scripts.bench.variants import archive_config, variant_config, write_variant
+from scripts.measure.bench.machine import cpu_model, wait_until_quiet
+from scripts.measure.bench.report import TARGETS, Target, evaluate, find, headline, markdown_table, render_markdown, sweep_table, verdict
+from scripts.measure.bench.sweep import Point, Sweep, best_point, layouts_for, sweep_points
+from scripts.measure.bench.top1 import compare, top1
+from scripts.measure.bench.variants import archive_config, variant_config, write_variant
 
 
 @pytest.mark.parametrize("cores, expected", [
@@ -279,7 +279,7 @@ def test_wait_until_quiet_gives_up_after_max_wait():
 
 
 def test_plot_lines_are_one_per_layout_and_delay():
-    from scripts.bench.plots import by_layout
+    from scripts.measure.bench.plots import by_layout
 
     rows = [row(1, 2, 1, 16, 170.0, delay=1), row(4, 2, 1, 16, 200.0, delay=1), row(4, 2, 1, 16, 190.0, delay=2),
             row(4, 1, 2, 16, 160.0, delay=1), row(4, 2, 1, 1, 80.0, delay=1)]

@@ -1,4 +1,4 @@
-"""scripts.export_weights main(): one clear line and exit status 1 when it cannot export."""
+"""scripts.build.weights main(): one clear line and exit status 1 when it cannot export."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import urllib.error
 import pytest
 import torch
 
-from scripts.export_weights import main
+from scripts.build.weights import main
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""scripts.grpc_client.error_in: a handler's error body over gRPC (which drops per-request
+"""scripts.client.grpc_client.error_in: a handler's error body over gRPC (which drops per-request
 statuses) becomes a PredictionError with the bundle's code and its HTTP-equivalent status."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from scripts.grpc_client import error_in
+from scripts.client.grpc_client import error_in
 
 
 @pytest.mark.parametrize("body, code, status", [

@@ -71,7 +71,7 @@ def test_empty_list():
 def test_pixels_match_the_cpu_path(chelsea, encode, size):
     """The batch path (decode whole, antialiased resize, crop) against PIL's (one box resample):
     the same crop, a few grey levels apart on average (the classifier agrees on >= 99% of crops:
-    scripts/agreement.py)."""
+    scripts/measure/agreement.py)."""
     raw = encode(chelsea.resize(size), "JPEG", quality=95)
     (decoded,) = decode_jpegs([raw], CPU)
     batch = resize_and_crop(decoded, 256, 224)

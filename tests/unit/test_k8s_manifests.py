@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.ts_config import listen_addresses
+from scripts.serving.ts_config import listen_addresses
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -50,7 +50,7 @@ def test_every_kustomization_lists_files_that_exist():
 
 @pytest.mark.parametrize(("probe", "args"), [("startupProbe", []), ("readinessProbe", []), ("livenessProbe", ["--live"])])
 def test_probes_run_the_image_healthcheck(probe, args):
-    """Readiness is the image's HEALTHCHECK (scripts/readiness.py); liveness the lighter /ping."""
+    """Readiness is the image's HEALTHCHECK (scripts/serving/readiness.py); liveness the lighter /ping."""
     assert TORCHSERVE["name"] == "torchserve"
     assert TORCHSERVE[probe]["exec"]["command"] == ["python", HEALTHCHECK, *args]
     assert (REPO / HEALTHCHECK.removeprefix("/app/")).is_file()
@@ -58,8 +58,8 @@ def test_probes_run_the_image_healthcheck(probe, args):
 
 def test_stopping_fits_the_grace_period():
     """preStop marks the pod stopping (readiness fails) and waits; the gateway outwaits TorchServe's
-    drain; the grace period covers the hook, the drain and Java's stop (scripts/server_stop.py)."""
-    from scripts.server_stop import DRAIN_S
+    drain; the grace period covers the hook, the drain and Java's stop (scripts/serving/server_stop.py)."""
+    from scripts.serving.server_stop import DRAIN_S
 
     command = TORCHSERVE["lifecycle"]["preStop"]["exec"]["command"]
     assert command[:3] == ["python", HEALTHCHECK, "--stopping"]

@@ -1,4 +1,4 @@
-"""scripts.keyfile: the one reader of TorchServe's key_file.json."""
+"""scripts.serving.keyfile: the one reader of TorchServe's key_file.json."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from scripts import keyfile
+from scripts.serving import keyfile
 
 KEYS = {
     "management": {"key": "m-key", "expiration time": "2026-12-01T10:00:00.000Z"},

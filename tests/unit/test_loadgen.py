@@ -1,4 +1,4 @@
-"""scripts/bench/load_client.py: percentiles, the loopback guard, and accounting against a tiny local server."""
+"""scripts/measure/bench/load_client.py: percentiles, the loopback guard, and accounting against a tiny local server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scripts.bench.load_client import percentile, require_loopback, run_load
+from scripts.measure.bench.load_client import percentile, require_loopback, run_load
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.ts_config import listen_addresses
+from scripts.serving.ts_config import listen_addresses
 
 pytestmark = pytest.mark.reliability
 

@@ -1,4 +1,4 @@
-"""scripts/readiness.py without a server: what the config asks for, what a describe answer lacks,
+"""scripts/serving/readiness.py without a server: what the config asks for, what a describe answer lacks,
 and the whole check against a stub management API (real HTTP on a free port)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scripts import readiness, server_stop
-from scripts.ts_config import read_properties
+from scripts.serving import readiness, server_stop
+from scripts.serving.ts_config import read_properties
 
 
 @pytest.mark.parametrize(("lines", "expected"), [
@@ -104,13 +104,13 @@ def test_missing_names_each_gap_until_ready(stub, tmp_path):
 
 
 def test_a_stopping_server_is_not_ready_however_ready_its_workers(stub, tmp_path):
-    """scripts/serve.py on SIGTERM (or the preStop hook) marks it: no new traffic while it drains."""
+    """scripts/serving/serve.py on SIGTERM (or the preStop hook) marks it: no new traffic while it drains."""
     url = f"http://127.0.0.1:{stub.server_address[1]}"
     server = readiness.Server(url, tmp_path / "key_file.json", models=["a"])
     StubManagement.state = {"models": {"a": ready_version()}, "workflows": {}}
     assert readiness.missing(server) == []
-    server_stop.mark_stopping(tmp_path, "scripts/serve.py got SIGTERM")
-    assert readiness.missing(server) == ["stopping: scripts/serve.py got SIGTERM"]
+    server_stop.mark_stopping(tmp_path, "scripts/serving/serve.py got SIGTERM")
+    assert readiness.missing(server) == ["stopping: scripts/serving/serve.py got SIGTERM"]
     server_stop.clear_stopping(tmp_path)
     assert readiness.missing(server) == []
 

@@ -6,7 +6,7 @@ import pytest
 
 from handlers.config import ImageSettings, TextSettings
 from models.registry import CONFIG_DIR, REGISTRY, TORCHVISION_CONFIG, custom_spec, get_spec
-from scripts.in_process import handler_class
+from scripts.measure.in_process import handler_class
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models.resources import MB, activation_mb, estimate, example_batch, parameter_count, weights_mb, workers_that_fit
-from scripts.inspect_model import memory_now
+from scripts.measure.inspect_model import memory_now
 
 IMAGE_INPUT = {"tensor": {"shape": [3, 32, 32]}}
 

@@ -1,4 +1,4 @@
-"""scripts/serve.py: snapshots on or off, and resuming the model set of the newest snapshot."""
+"""scripts/serving/serve.py: snapshots on or off, and resuming the model set of the newest snapshot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import ts
 
-from scripts.serve import LOG_CONFIGS, resume_config, torchserve_command
+from scripts.serving.serve import LOG_CONFIGS, resume_config, torchserve_command
 
 # Lines of a snapshot as TorchServe 0.12 writes it (java.util.Properties: one escaped line each).
 MODEL_SNAPSHOT = (

@@ -1,4 +1,4 @@
-"""scripts/server_stop.py on real processes and sockets: the drain waits for open connections, and
+"""scripts/serving/server_stop.py on real processes and sockets: the drain waits for open connections, and
 what a server leaves behind is ended, with SIGKILL only for what ignores SIGTERM."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import time
 
 import psutil
 
-from scripts import server_stop
-from scripts.torchserve import poll_until
+from scripts.client.torchserve import poll_until
+from scripts.serving import server_stop
 
 
 def test_drain_waits_for_the_connections_to_the_port_then_gives_up():

@@ -1,4 +1,4 @@
-"""scripts/torchserve.py: the poll helper's deadline, and the client's URLs and auth headers."""
+"""scripts/client/torchserve.py: the poll helper's deadline, and the client's URLs and auth headers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.torchserve import Client, TorchServe, poll_until, write_config
+from scripts.client.torchserve import Client, TorchServe, poll_until, write_config
 
 
 def key_file(tmp_path: Path) -> Path:

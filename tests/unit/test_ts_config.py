@@ -1,10 +1,10 @@
-"""scripts/ts_config.py, the one config.properties reader: TorchServe's syntax and its TS_<KEY> overrides."""
+"""scripts/serving/ts_config.py, the one config.properties reader: TorchServe's syntax and its TS_<KEY> overrides."""
 
 from __future__ import annotations
 
 import pytest
 
-from scripts.ts_config import address, listen_addresses, local_url, read_properties, setting
+from scripts.serving.ts_config import address, listen_addresses, local_url, read_properties, setting
 
 CONFIG = """# a comment
 ! another

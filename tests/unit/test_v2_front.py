@@ -1,4 +1,4 @@
-"""scripts/v2_front.py without a server: path routing, where an infer goes, TorchServe's errors made
+"""scripts/serving/v2_front.py without a server: path routing, where an infer goes, TorchServe's errors made
 v2, the handler's v2 block read at either nesting, model metadata assembled, request bodies read."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from scripts.v2_front import Body, Route, V2Error, infer_target, model_metadata, parse_listen, route, v2_block, wrapped_error
+from scripts.serving.v2_front import Body, Route, V2Error, infer_target, model_metadata, parse_listen, route, v2_block, wrapped_error
 
 IMAGE_V2 = {"platform": "onnxruntime_onnx",
             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],

@@ -1,4 +1,4 @@
-"""scripts/v2_sidecar.py without a server: when a Sidecar starts (not after a stop, not without
+"""scripts/serving/v2_sidecar.py without a server: when a Sidecar starts (not after a stop, not without
 TorchServe), and the pause before a dead front is started again. The restart itself and the exit
 with a killed parent run for real in tests/integration/test_v2_sidecar.py."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.v2_sidecar import RESTART_PAUSE_S, STABLE_S, Sidecar, restart_pause
+from scripts.serving.v2_sidecar import RESTART_PAUSE_S, STABLE_S, Sidecar, restart_pause
 
 SHORTEST, LONGEST = RESTART_PAUSE_S
 

@@ -76,7 +76,7 @@ def test_missing_weights_file_is_refused(tmp_path, model):
 
 
 def test_missing_metadata_names_the_export_script(tmp_path):
-    with pytest.raises(WeightsError, match="export_weights"):
+    with pytest.raises(WeightsError, match="scripts/build/weights.py"):
         read_metadata(tmp_path)
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from handlers import workflow_nodes as nodes
-from scripts.build_workflow import DEFAULT_SPEC
+from scripts.build.workflow import DEFAULT_SPEC
 
 ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}, indent=2).encode()
 

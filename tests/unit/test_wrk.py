@@ -1,4 +1,4 @@
-"""scripts/bench/wrk.py: the Lua script, wrk's result line, and a real wrk run against a tiny local server."""
+"""scripts/measure/bench/wrk.py: the Lua script, wrk's result line, and a real wrk run against a tiny local server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from scripts.bench.wrk import RESULT_PREFIX, find_wrk, lua_script, parse_result, run_wrk, summarise
+from scripts.measure.bench.wrk import RESULT_PREFIX, find_wrk, lua_script, parse_result, run_wrk, summarise
 
 
 def test_lua_script_sets_body_file_and_headers(tmp_path):

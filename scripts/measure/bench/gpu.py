@@ -1,0 +1,244 @@
+"""`make bench-gpu`: the GPU image's configuration served on this host's GPU, in one run.
+
+    python -m scripts.measure.bench.gpu                  # needs CUDA; without it, says so and exits 0
+    python -m scripts.measure.bench.gpu --cpu-dry-run    # the same steps on the CPU, seconds each: checks the
+                                                 # pipeline before GPU time is spent; measures no GPU
+
+One server (scripts/client/torchserve.py, free ports) holds TorchServe's floor (a do-nothing handler,
+batch 32) and each model as the GPU image serves it: its archive with the GPU variant of its
+model-config.yaml (docker/gpu_config.py), SERVE_WORKERS_PER_GPU workers per GPU. Measured:
+- the first 10 s of load after every worker is READY, apart from the next 10 s (stalls on new
+  batch shapes show there);
+- each model at c1, c64 and c128: throughput, p50/p99, GPU utilisation and memory (nvidia-smi,
+  sampled through the cell);
+- the floor at c128, and each model's handler in process at batch 1 and its batchSize, decoding
+  included (the ceiling);
+- which of TorchServe's GPU series :8082/metrics shows at the end (collected once a minute).
+The load comes from Python threads on this host (`client` in each row): wrk is rarely on a GPU host.
+Writes <out>/results.json, report.md and throughput.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import requests
+import torch
+
+from scripts.client.torchserve import START_TIMEOUT_S, TorchServe, poll_until
+from scripts.measure.bench.gpu_report import render_markdown, summarise_window, write_plot
+from scripts.measure.bench.machine import machine_info
+from scripts.measure.bench.plan import IMAGE, REPO, TEXT
+from scripts.measure.bench.raw import raw_rows
+from scripts.measure.bench.variants import archive_config, write_variant
+from scripts.measure.in_process import load_handler
+
+FLOOR = "floor"
+FLOOR_HANDLER = '''
+def handle(data, context):
+    """TorchServe's own cost: every request answered at once, nothing computed (None: the load call)."""
+    return None if data is None else ["{}"] * len(data)
+'''
+CONTENT_TYPES = {IMAGE: "application/octet-stream", TEXT: "application/json", FLOOR: "application/octet-stream"}
+TEXT_BODY = json.dumps({"text": "The match went to extra time before the home side scored the winning goal."}).encode()
+FULL = {"concurrencies": (1, 64, 128), "cell_s": 10.0, "window_s": 10.0, "raw_s": 3.0}
+DRY = {"concurrencies": (1, 4), "cell_s": 1.5, "window_s": 1.5, "raw_s": 0.3}
+WORKERS_PER_GPU = 2  # the image's SERVE_WORKERS_PER_GPU
+GPU_SERIES = ("GPUUtilization", "GPUMemoryUsed", "GPUMemoryUtilization")  # TorchServe's, with nvgpu (docs/metrics.md)
+
+
+def gpu_variant(config: dict) -> dict:
+    """docker/gpu_config.py's rewrite, the one the GPU image applies (a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("gpu_config", REPO / "docker" / "gpu_config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.gpu_variant(config)
+
+
+def bench_config(config: dict, gpus: int, dry_run: bool) -> dict:
+    """The GPU variant with the image's workers per GPU; a dry run keeps it runnable on a CPU
+    (fp32, batch 8) with the GPU path's decoding and padding."""
+    variant = {**gpu_variant(config), "minWorkers": max(1, gpus) * WORKERS_PER_GPU, "maxWorkers": max(1, gpus) * WORKERS_PER_GPU}
+    if dry_run:
+        variant.update(deviceType="cpu", batchSize=min(8, variant["batchSize"]), minWorkers=1, maxWorkers=1)
+        variant["handler"] = {**variant["handler"], "precision": "fp32", "threads": 1, "decode_threads": 1}
+        if "jpeg_decoder" in variant["handler"]:
+            variant["handler"]["jpeg_decoder"] = "torchvision"
+    return variant
+
+
+def write_floor(store: Path) -> None:
+    """A no-archive model folder (MAR-INF/MANIFEST.json beside the files) with the do-nothing handler."""
+    folder = store / FLOOR
+    (folder / "MAR-INF").mkdir(parents=True)
+    (folder / "floor_handler.py").write_text(FLOOR_HANDLER)
+    (folder / "model-config.yaml").write_text("minWorkers: 1\nmaxWorkers: 1\nbatchSize: 32\nmaxBatchDelay: 5\n")
+    manifest = {"runtime": "python", "archiverVersion": "0.12.0",
+                "model": {"modelName": FLOOR, "handler": "floor_handler.py", "modelVersion": "1.0", "configFile": "model-config.yaml"}}
+    (folder / "MAR-INF" / "MANIFEST.json").write_text(json.dumps(manifest))
+
+
+class GpuSampler:
+    """nvidia-smi every `interval_s` while the block runs: mean utilisation, peak memory per GPU."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s, self.samples, self._stop = interval_s, [], threading.Event()
+        self.available = shutil.which("nvidia-smi") is not None
+
+    def __enter__(self) -> "GpuSampler":
+        if self.available:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self.available:
+            self._thread.join()
+
+    def _run(self) -> None:
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+        while not self._stop.wait(self.interval_s):
+            lines = subprocess.run(query, capture_output=True, text=True, check=False).stdout.splitlines()
+            self.samples.append([tuple(float(v) for v in line.split(",")) for line in lines if line.strip()])
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {"gpu_util_pct": None, "gpu_mem_mb": None}
+        return {"gpu_util_pct": round(sum(s[0][0] for s in self.samples) / len(self.samples), 1),
+                "gpu_mem_mb": max(s[0][1] for s in self.samples)}
+
+
+def timed_load(url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float) -> list[tuple[float, float, int]]:
+    """`concurrency` keep-alive clients posting back to back for `seconds`: (start offset s, latency ms,
+    status) per request; status 0 for one with no HTTP answer."""
+    records: list[tuple[float, float, int]] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    def client() -> None:
+        session, mine = requests.Session(), []
+        while (begin := time.perf_counter()) < deadline:
+            try:
+                status = session.post(url, data=body, headers=headers, timeout=60).status_code
+            except requests.RequestException:
+                status = 0
+            mine.append((begin - started, (time.perf_counter() - begin) * 1000, status))
+        with lock:
+            records.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return records
+
+
+def served_rows(server: TorchServe, model: str, body: bytes, content_type: str, plan: dict) -> dict:
+    """The first 10 s of load apart from the next 10 s (c128, or the plan's largest), then one cell per concurrency."""
+    url, headers = server.prediction_url(model), {**server.auth("inference"), "Content-Type": content_type}
+    top = max(plan["concurrencies"])
+    with GpuSampler() as sampler:
+        records = timed_load(url, body, headers, top, 2 * plan["window_s"])
+    windows = {"first": summarise_window(records, 0, plan["window_s"], top),
+               "next": summarise_window(records, plan["window_s"], 2 * plan["window_s"], top), **sampler.summary()}
+    cells = []
+    for concurrency in plan["concurrencies"]:
+        with GpuSampler() as sampler:
+            records = timed_load(url, body, headers, concurrency, plan["cell_s"])
+        cells.append({**summarise_window(records, 0, plan["cell_s"], concurrency), **sampler.summary(), "client": "python threads"})
+    return {"after_ready": windows, "cells": cells}
+
+
+def in_process_rows(model: str, weights_dir: Path, config: dict, gpu_id: int | None, body: bytes, seconds: float) -> list[dict]:
+    handler = load_handler(model, weights_dir / model, config, gpu_id=gpu_id)
+    request = {"body": bytearray(body)} if model == IMAGE else {"body": json.loads(body)}
+    return raw_rows(handler, request, [1, int(config["batchSize"])], seconds, decode=True)
+
+
+def start_server(workdir: Path, model_store: Path, gpus: int, dry_run: bool, models: Sequence[str]) -> tuple[TorchServe, dict]:
+    store = workdir / "model-store"
+    store.mkdir(parents=True)
+    configs = {}
+    for model in models:
+        configs[model] = bench_config(archive_config(model_store / f"{model}.mar"), gpus, dry_run)
+        write_variant(model_store / f"{model}.mar", store / f"{model}.mar", configs[model])
+    write_floor(store)
+    load = ",".join([f"{FLOOR}={FLOOR}", *(f"{m}={m}.mar" for m in models)])
+    server = TorchServe.start(workdir / "server", store, load)
+    try:
+        poll_until(lambda: all(_ready(server, m) for m in (FLOOR, *models)), START_TIMEOUT_S,
+                   f"every worker READY; see {server.workdir / 'serve.out'}", interval_s=0.2)
+    except BaseException:
+        server.stop()  # not left running (and its workers restarting) after a failed start
+        raise
+    return server, configs
+
+
+def _ready(server: TorchServe, model: str) -> bool:
+    workers = server.describe(model).json()[0]["workers"]
+    return bool(workers) and all(w["status"] == "READY" for w in workers)
+
+
+def run(args) -> dict:
+    plan = DRY if args.cpu_dry_run else FULL
+    gpus = torch.cuda.device_count()
+    bodies = {IMAGE: (REPO / "samples" / "cat.jpg").read_bytes(), TEXT: TEXT_BODY, FLOOR: b"x"}
+    results: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                               "mode": "cpu-dry-run" if args.cpu_dry_run else "gpu", "machine": machine_info(),
+                               "gpus": gpus, "workers_per_gpu": WORKERS_PER_GPU, "plan": plan, "models": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as workdir:
+        server, configs = start_server(Path(workdir), args.model_store, gpus, args.cpu_dry_run, args.models)
+        try:
+            for model in args.models:
+                results["models"][model] = {"config": configs[model],
+                                            **served_rows(server, model, bodies[model], CONTENT_TYPES[model], plan)}
+            floor = timed_load(server.prediction_url(FLOOR), bodies[FLOOR], server.auth("inference"), max(plan["concurrencies"]),
+                               plan["cell_s"])
+            results["floor"] = summarise_window(floor, 0, plan["cell_s"], max(plan["concurrencies"]))
+            results["gpu_series"] = sorted({name for name, _, _ in server.metric_samples() if name in GPU_SERIES})
+        finally:
+            server.stop()
+    for model in args.models:
+        gpu_id = None if args.cpu_dry_run else 0
+        results["models"][model]["in_process"] = in_process_rows(model, args.weights_dir, configs[model], gpu_id,
+                                                                 bodies[model], plan["raw_s"])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-store", type=Path, default=Path("model-store"), help="where make archive put the .mar files")
+    parser.add_argument("--weights-dir", type=Path, default=Path("build/weights"), help="the exports (make weights)")
+    parser.add_argument("--out", type=Path, default=Path("build/bench-gpu"))
+    parser.add_argument("--models", nargs="+", default=[IMAGE, TEXT])
+    parser.add_argument("--cpu-dry-run", action="store_true", help="run every step on the CPU, briefly (no GPU figures)")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available() and not args.cpu_dry_run:
+        print("bench-gpu: no CUDA device here (torch.cuda.is_available() is False): nothing measured. "
+              "Run it on a GPU host (docs/gpu.md), or --cpu-dry-run to check the steps.")
+        return 0
+    results = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "report.md").write_text(render_markdown(results))
+    write_plot(results, args.out / "throughput.png")
+    print((args.out / "report.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""`make bench-gpu`'s figures and report: pure functions of the recorded requests and results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from scripts.measure.bench.load_client import percentile
+from scripts.measure.bench.report import markdown_table
+
+TARGETS = (
+    ("efficientnet_lite0 at c128: img/s", "efficientnet_lite0", "throughput_rps", 128, ">=", 4000),
+    ("efficientnet_lite0 at c128: p99 ms", "efficientnet_lite0", "p99_ms", 128, "<=", 100),
+    ("minilm at c64: req/s", "minilm", "throughput_rps", 64, ">=", 2000),
+)
+
+
+def summarise_window(records: Sequence[tuple[float, float, int]], start_s: float, end_s: float, concurrency: int) -> dict:
+    """The requests that started in [start_s, end_s): throughput of the 200s, their p50/p99, the rest counted."""
+    inside = [(latency, status) for begin, latency, status in records if start_s <= begin < end_s]
+    ok = [latency for latency, status in inside if status == 200]
+    return {"concurrency": concurrency, "window_s": [start_s, end_s], "requests": len(inside), "ok": len(ok),
+            "not_ok": len(inside) - len(ok), "throughput_rps": round(len(ok) / (end_s - start_s), 1),
+            "p50_ms": percentile(ok, 50) if ok else None, "p99_ms": percentile(ok, 99) if ok else None}
+
+
+def first_vs_next(windows: dict) -> float | None:
+    """p99 of the first 10 s after ready over the next 10 s's (target: at most 3)."""
+    first, later = windows["first"]["p99_ms"], windows["next"]["p99_ms"]
+    return round(first / later, 2) if first and later else None
+
+
+def c1_overhead_ms(section: dict | None) -> float | None:
+    """What serving adds at c1: the served p50 over the handler's own batch-1 time in process."""
+    if not section:
+        return None
+    c1 = next((cell["p50_ms"] for cell in section["cells"] if cell["concurrency"] == 1), None)
+    alone = next((row["latency_ms"] for row in section.get("in_process", []) if row["batch_size"] == 1), None)
+    return round(c1 - alone, 2) if c1 is not None and alone is not None else None
+
+
+def evaluate(results: dict) -> list[dict]:
+    """The issue's targets against the cells measured (None where a model or cell is missing, and
+    for every target in a CPU dry run: its figures are no GPU's)."""
+    rows = []
+    measured = results["mode"] == "gpu"
+    for label, model, field, concurrency, op, bound in TARGETS:
+        cells = results["models"].get(model, {}).get("cells", [])
+        value = next((cell[field] for cell in cells if cell["concurrency"] == concurrency), None)
+        met = None if value is None or not measured else (value >= bound if op == ">=" else value <= bound)
+        rows.append({"target": label, "value": value, "bound": f"{op} {bound}", "met": met})
+    overhead = c1_overhead_ms(results["models"].get("efficientnet_lite0"))
+    rows.append({"target": "efficientnet_lite0 c1 p50 - in-process batch 1, ms", "value": overhead, "bound": "<= 5",
+                 "met": None if overhead is None or not measured else overhead <= 5})
+    series = results.get("gpu_series")
+    rows.append({"target": "GPU metric series after a scrape", "value": ", ".join(series or []) or None, "bound": "all 3",
+                 "met": None if not measured else len(series or []) == 3})
+    for model, section in results["models"].items():
+        ratio = first_vs_next(section["after_ready"])
+        rows.append({"target": f"{model}: first 10 s p99 / next 10 s p99", "value": ratio, "bound": "<= 3",
+                     "met": None if ratio is None or not measured else ratio <= 3})
+    return rows
+
+
+def _cell_rows(cells: Sequence[dict]) -> list[list[Any]]:
+    return [[c["concurrency"], c["throughput_rps"], c["p50_ms"], c["p99_ms"], c["not_ok"], c.get("gpu_util_pct"), c.get("gpu_mem_mb")]
+            for c in cells]
+
+
+def render_markdown(results: dict) -> str:
+    machine = results["machine"]
+    lines = [f"# bench-gpu, {results['started_at']} ({results['mode']})", "",
+             f"Host: {machine['gpu'] or 'no GPU'}, {results['gpus']} GPU(s), {machine['cpu']} ({machine['cores']} cores), "
+             f"torch {machine['torch']}; {results['workers_per_gpu']} workers per GPU; load from Python threads on the same host.", ""]
+    if results["mode"] != "gpu":
+        lines += ["**A CPU dry run: it checks the steps; none of its figures is a GPU's.**", ""]
+    floor = results["floor"]
+    lines += [f"TorchServe's floor (do-nothing handler, batch 32) at c{floor['concurrency']}: {floor['throughput_rps']} req/s, "
+              f"p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms.", ""]
+    headers = ["concurrency", "req/s", "p50 ms", "p99 ms", "not 200", "GPU util %", "GPU mem MB"]
+    for model, section in results["models"].items():
+        config = section["config"]
+        windows = section["after_ready"]
+        seconds = windows["first"]["window_s"][1]
+        lines += [f"## {model}", "",
+                  f"batchSize {config['batchSize']}, maxBatchDelay {config['maxBatchDelay']} ms, {config['maxWorkers']} workers, "
+                  f"handler {config['handler'].get('precision')}, compile {config['handler'].get('compile', 'none')}", "",
+                  markdown_table(headers, _cell_rows(section["cells"])), "",
+                  f"After ready, c{windows['first']['concurrency']}: first {seconds:g} s {windows['first']['throughput_rps']} req/s, p99 "
+                  f"{windows['first']['p99_ms']} ms; next {seconds:g} s {windows['next']['throughput_rps']} req/s, p99 "
+                  f"{windows['next']['p99_ms']} ms.", "",
+                  markdown_table(["in process, decoding included: batch", "items/s", "ms per batch"],
+                                 [[r["batch_size"], r["throughput"], r["latency_ms"]] for r in section.get("in_process", [])]), ""]
+    lines += ["## Targets (issue #20)", "",
+              markdown_table(["target", "value", "bound", "met"],
+                             [[r["target"], r["value"], r["bound"], {True: "met", False: "MISSED", None: "not measured"}[r["met"]]]
+                              for r in evaluate(results)]), ""]
+    return "\n".join(lines)
+
+
+def write_plot(results: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for model, section in results["models"].items():
+        cells = section["cells"]
+        left.plot([c["concurrency"] for c in cells], [c["throughput_rps"] for c in cells], marker="o", label=model)
+        right.plot([c["concurrency"] for c in cells], [c["p99_ms"] or 0 for c in cells], marker="o", label=model)
+    for axis, title in ((left, "throughput (req/s)"), (right, "p99 (ms)")):
+        axis.set_xlabel("concurrency")
+        axis.set_title(title)
+        axis.legend()
+    fig.suptitle(f"bench-gpu ({results['mode']}): {results['machine']['gpu'] or 'no GPU'}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
