@@ -22,7 +22,7 @@ if [ -n "$workflows" ]; then
   # shellcheck disable=SC2086  # a space-separated list of archive names
   set -- --workflow-store "$wf_store" --workflows $workflows "$@"
 fi
-# The KServe v2 front (scripts/serving/v2_front.py: health, readiness, metadata) at host:port; "" for none.
+# The KServe v2 front (scripts/serving/front.py: health, readiness, metadata) at host:port; "" for none.
 if [ -n "${SERVE_V2_FRONT:-}" ]; then
   set -- --v2-front "$SERVE_V2_FRONT" "$@"
 fi

@@ -235,7 +235,7 @@ class BundleHandler(BaseHandler):
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        """What `GET /models/{m}?customized=true` shows: the v2 metadata the front (scripts/serving/v2_front.py) serves."""
+        """What `GET /models/{m}?customized=true` shows: the v2 metadata the front (scripts/serving/front.py) serves."""
         signature = self.v2_signature()
         platform = "onnxruntime_onnx" if self.runtime == "onnxruntime" else "pytorch_torchserve"
         return {"v2": {"platform": platform, **signature}} if signature else {}

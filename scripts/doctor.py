@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.serving import java
+from scripts.serving.front import parse_listen
 from scripts.serving.ts_config import listen_addresses
-from scripts.serving.v2_front import parse_listen
 
 REPO = Path(__file__).resolve().parent.parent
 PINNED = ("torch", "torchvision", "torchserve", "torch-model-archiver", "torch-workflow-archiver")

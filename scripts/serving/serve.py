@@ -4,7 +4,7 @@
     python -m scripts.serving.serve --config other.properties --model-store /models
     python -m scripts.serving.serve --log-dir /state --snapshots      # the container (docker/entrypoint.sh)
     python -m scripts.serving.serve --log-format json                 # logs as JSON lines (docker/log4j2-json.xml)
-    python -m scripts.serving.serve --v2-front 127.0.0.1:8090         # + the KServe v2 front (scripts/serving/v2_front.py)
+    python -m scripts.serving.serve --v2-front 127.0.0.1:8090         # + the KServe v2 front (scripts/serving/front.py)
 
 TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
 a pid file in $TMPDIR that a second server would trip over. This wrapper gives the launcher a
@@ -18,9 +18,9 @@ chooses that folder), and the next start resumes the model set (models, versions
 the newest one. The server settings still come from --config: TorchServe's own resume, which
 happens only when it is given no config at all, would take every setting from the old snapshot.
 
-With --v2-front the Open Inference Protocol front (scripts/serving/v2_front.py) starts beside TorchServe
-once its inference API answers, in a session of its own (a Ctrl-C reaches it only through here),
-and is stopped after Java has exited, however that came about.
+With --v2-front the front (scripts/serving/front.py: the Open Inference Protocol routes) listens
+in this process from the start, on a thread of its own, and is stopped after Java has exited,
+however that came about. Until TorchServe answers, its live and ready routes say so (400).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from scripts.serving import java, readiness, server_stop
+from scripts.serving.front import Running, app, listen_arg, parse_listen
 from scripts.serving.ts_config import local_url
-from scripts.serving.v2_front import listen_arg
-from scripts.serving.v2_sidecar import Sidecar
+from scripts.serving.v2 import Front
 from scripts.serving.workflows import register_all
 
 LOG_CONFIGS = {name: Path(__file__).resolve().parents[2] / "docker" / f"log4j2-{name}.xml" for name in ("text", "json")}
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflows", nargs="*", default=[], help="archives of the workflow store to register once up")
     parser.add_argument("--log-format", choices=sorted(LOG_CONFIGS), default="text",
                         help="json: every TorchServe log as JSON lines (time, level, logger, model, request_id, message)")
-    parser.add_argument("--v2-front", type=listen_arg, metavar="HOST:PORT", help="also serve the KServe v2 front there (scripts/serving/v2_front.py)")
+    parser.add_argument("--v2-front", type=listen_arg, metavar="HOST:PORT", help="also serve the KServe v2 front there (scripts/serving/front.py)")
     args = parser.parse_args(argv)
     check_java()
     if not args.model_store.is_dir():
@@ -163,21 +163,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"serve: --log-format {args.log_format} needs {log_config}, which is missing")
     command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
     key_file = Path("key_file.json").resolve()  # TorchServe writes it in its working directory: this one
-    front = Sidecar(args.v2_front, args.config, key_file, args.workflows) if args.v2_front else None
+    front = start_front(args.v2_front, args.config, key_file, args.workflows) if args.v2_front else None
     inference_port = urlsplit(local_url(args.config.read_text(), "inference")).port
     return run(command, args.run_dir, args.log_dir, on_start=lambda: announce_ready(args.config, args.workflows, key_file, front),
                on_stop=front.stop if front else None, workdir=key_file.parent, inference_port=inference_port)
 
 
-def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_file.json"), front: Sidecar | None = None) -> None:
-    """Start the v2 front (if asked), register the workflows, then print one `ready:` line once
-    everything serves (scripts/serving/readiness.py).
+def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_file.json"), front: Running | None = None) -> None:
+    """Register the workflows, then print one `ready:` line once everything serves
+    (scripts/serving/readiness.py).
 
     Workflows are not kept across restarts (TorchServe has no workflow snapshot): register them.
     The line comes only when every model has all its workers READY and every workflow is
     registered; a request sent before it may meet a 404 or wait for a loading worker.
     """
-    front_url = start_front(front) if front else None
     try:
         if wars:
             register_all(config, wars, key_file)
@@ -188,17 +187,20 @@ def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_fil
     if problems:
         print(f"serve: not ready after {READY_TIMEOUT_S} s: {'; '.join(problems)}", file=sys.stderr, flush=True)
     else:
-        print(f"ready: {readiness.summary(server)}" + (f"; v2 front: {front_url}" if front_url else ""), flush=True)
+        print(f"ready: {readiness.summary(server)}" + (f"; v2 front: {front.url}" if front else ""), flush=True)
 
 
-def start_front(front: Sidecar) -> str | None:
-    """The front's URL once it listens; None (and a line saying why) when it could not start."""
-    problem = front.start_when_up(READY_TIMEOUT_S)
-    if problem is not None:
-        print(f"serve: v2 front not started on {front.listen}: {problem}", file=sys.stderr, flush=True)
+def start_front(listen: str, config: Path, key_file: Path, workflows: list[str]) -> Running | None:
+    """The front listening in this process; None (and a line saying why) when it cannot: TorchServe
+    is served all the same."""
+    host, port = parse_listen(listen)
+    try:
+        running = Running(app(Front.from_config(config, key_file, workflows)), host, port).start()
+    except OSError as error:
+        print(f"serve: v2 front not started on {listen}: {error}", file=sys.stderr, flush=True)
         return None
-    print(f"serve: v2 front on {front.url} (scripts/serving/v2_front.py)", flush=True)
-    return front.url
+    print(f"serve: v2 front on {running.url} (scripts/serving/front.py)", flush=True)
+    return running
 
 
 if __name__ == "__main__":

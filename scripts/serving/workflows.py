@@ -3,7 +3,7 @@
 
     python -m scripts.serving.workflows photo_embedding.war            # against a running make serve
 
-Standard library only (scripts/serving/readiness.py's requests), like everything the server runs.
+Standard library only (scripts/serving/readiness.py's requests): the server runs it, and needs no client library.
 """
 
 from __future__ import annotations

@@ -34,7 +34,10 @@ def runtime_app(target: Path) -> Path:
     for sources, folder in re.findall(r"^COPY (?!--)(.+) /app/(\S+)/$", (REPO / "Dockerfile").read_text(), flags=re.M):
         (target / folder).mkdir(parents=True, exist_ok=True)
         for source in sources.split():
-            shutil.copy2(REPO / source, target / folder)  # keeps the entrypoint executable
+            if (REPO / source).is_dir():  # COPY dir/ /app/dir/: its contents
+                shutil.copytree(REPO / source, target / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(REPO / source, target / folder)  # keeps the entrypoint executable
     return target
 
 
@@ -125,32 +128,27 @@ def test_healthcheck_renews_an_expired_inference_key(container, healthcheck):
     assert old.json()["type"] == "InvalidKeyException"
 
 
-def front_processes(env) -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if "scripts.serving.v2_front" in (p.info["cmdline"] or [])
-            and env["SERVE_V2_FRONT"] in (p.info["cmdline"] or [])]
+def serve_process(container) -> psutil.Process:
+    """The entrypoint execs scripts/serving/serve.py: the container's own process."""
+    serve = psutil.Process(container.process.pid)
+    assert "scripts.serving.serve" in serve.cmdline()
+    return serve
 
 
-def test_the_v2_front_starts_beside_torchserve(container, env):
-    """SERVE_V2_FRONT -> scripts/serving/serve.py --v2-front: started once TorchServe answers, named in the ready: line."""
+def listening_ports(process: psutil.Process) -> set[int]:
+    return {c.laddr.port for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+
+
+def test_the_v2_front_is_served_by_serve_py_itself(container, env):
+    """SERVE_V2_FRONT -> scripts/serving/serve.py --v2-front: the front listens in serve.py's own process
+    (no second process to watch), and the ready: line names it."""
     front = f"http://{env['SERVE_V2_FRONT']}"
     poll_until(lambda: "ready: " in (container.workdir / "serve.out").read_text(), 240, "the ready: line")
     (ready,) = [line for line in (container.workdir / "serve.out").read_text().splitlines() if line.startswith("ready: ")]
     assert ready.endswith(f"; v2 front: {front}"), ready
     assert requests.get(f"{front}/v2/health/ready", timeout=30).json() == {"ready": True}
     assert requests.get(f"{front}/v2/models/efficientnet_lite0/ready", timeout=30).status_code == 200
-    assert len(front_processes(env)) == 1
-
-
-def test_a_v2_front_that_dies_is_started_again(container, env):
-    """serve.py watches the front (scripts/serving/v2_sidecar.py): SIGKILLed, a new one answers, and it says so."""
-    front = f"http://{env['SERVE_V2_FRONT']}"
-    (first,) = front_processes(env)
-    first.kill()
-    first.wait(timeout=10)
-    poll_until(lambda: [p.pid for p in front_processes(env)] not in ([], [first.pid]), 60, "a new v2 front")
-    assert poll_until(lambda: requests.get(f"{front}/v2/health/live", timeout=5).status_code == 200, 60,
-                      "the new front to answer", ignore=(requests.ConnectionError,))
-    assert "serve: v2 front exited (code -9); starting it again in 1 s" in (container.workdir / "serve.out").read_text()
+    assert int(env["SERVE_V2_FRONT"].rpartition(":")[2]) in listening_ports(serve_process(container))
 
 
 def test_snapshots_go_to_the_log_dir(container):
@@ -177,10 +175,12 @@ def test_sigterm_stops_torchserve_java_and_the_v2_front(container, healthcheck, 
     java = [p for p in psutil.process_iter(["cmdline"]) if str(container.workdir) in " ".join(p.info["cmdline"] or [])
             and "org.pytorch.serve.ModelServer" in (p.info["cmdline"] or [])]
     assert len(java) == 1
-    (front,) = front_processes(env)
+    serve = serve_process(container)
     assert container.stop() == 0
     assert not java[0].is_running()
-    assert not front.is_running()
+    assert not serve.is_running()
+    with pytest.raises(requests.ConnectionError):  # the front went with it
+        requests.get(f"http://{env['SERVE_V2_FRONT']}/v2/health/live", timeout=5)
     log = (container.workdir / "serve.out").read_text()
     assert "serve: SIGTERM: not ready from now" in log and "serve: stopped " in log
     assert not (container.workdir / "serve.stopping").exists()

@@ -1,4 +1,4 @@
-"""scripts/serving/v2_front.py in front of the session's real TorchServe, spoken to as tritonclient.http does
+"""The front (scripts/serving/front.py) in front of the session's real TorchServe, spoken to as tritonclient.http does
 (one URL) and with plain requests: live, ready only when every worker is, server and model metadata
 from the handlers' describe_handle(), model ready per version, and infer relayed with TorchServe's
 refusals made v2 ({"error": ...}, TorchServe's status)."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import zipfile
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -18,8 +17,9 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from scripts.client.torchserve import REPO, free_port
-from scripts.serving import v2_sidecar
+from scripts.client.torchserve import REPO
+from scripts.serving.front import Running, app
+from scripts.serving.v2 import Front
 from tests.integration.recipes import documented_recipes, documented_value, run_recipe
 
 WORKFLOWS = ["photo_embedding.war"]  # what the session server registers (tests/integration/conftest.py)
@@ -35,16 +35,11 @@ DOC_FRONT = "http://127.0.0.1:8090"  # the address the docs show (make serve's V
 
 
 @pytest.fixture(scope="module")
-def front(server, tmp_path_factory) -> str:
-    """The front on a free port, pointed at the session server's config and key file."""
-    listen = f"127.0.0.1:{free_port()}"
-    log_path = tmp_path_factory.mktemp("v2-front") / "front.out"
-    with open(log_path, "wb") as log:
-        process = v2_sidecar.launch(listen, server.workdir / "config.properties", server.key_file, WORKFLOWS,
-                                  stdout=log, stderr=subprocess.STDOUT)
-    assert v2_sidecar.wait_listening(process, listen), log_path.read_text()
-    yield f"http://{listen}"
-    assert v2_sidecar.stop(process) == 0, log_path.read_text()  # SIGTERM: a clean shutdown
+def front(server) -> str:
+    """The front on a free port in this process, as serve.py runs it, pointed at the session server's config and key file."""
+    running = Running(app(Front.from_config(server.workdir / "config.properties", server.key_file, WORKFLOWS)), "127.0.0.1", 0).start()
+    yield running.url
+    running.stop()
 
 
 @pytest.fixture(scope="module")

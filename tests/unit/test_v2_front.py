@@ -1,15 +1,17 @@
-"""scripts/serving/v2_front.py without a server: path routing, where an infer goes, TorchServe's errors made
-v2, the handler's v2 block read at either nesting, model metadata assembled, request bodies read."""
+"""scripts/serving/v2.py and the front (scripts/serving/front.py) without TorchServe: where an infer
+goes, TorchServe's errors made v2, metadata assembly, listen addresses (pure), and the front's
+aiohttp app served in process: its routes, its refusals, and the relay (streamed both ways) to a
+stand-in upstream. tests/integration/test_v2_front.py runs the front against the real TorchServe."""
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 
 import pytest
 
-from scripts.serving.v2_front import Body, Route, V2Error, infer_target, model_metadata, parse_listen, route, v2_block, wrapped_error
+from scripts.serving.front import parse_listen
+from scripts.serving.v2 import infer_target, model_metadata, v2_block, wrapped_error
 
 IMAGE_V2 = {"platform": "onnxruntime_onnx",
             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
@@ -17,55 +19,13 @@ IMAGE_V2 = {"platform": "onnxruntime_onnx",
                         {"name": "probabilities", "datatype": "FP32", "shape": [-1, 5]}]}
 
 
-@pytest.mark.parametrize(("method", "path", "expected"), [
-    ("GET", "/v2", Route("server")),
-    ("GET", "/v2/", Route("server")),
-    ("GET", "/v2/health/live", Route("live")),
-    ("GET", "/v2/health/ready?verbose=1", Route("ready")),
-    ("GET", "/v2/models/minilm", Route("model", "minilm")),
-    ("GET", "/v2/models/minilm/versions/1.0", Route("model", "minilm", "1.0")),
-    ("GET", "/v2/models/minilm/ready", Route("model_ready", "minilm")),
-    ("GET", "/v2/models/minilm/versions/2.0/ready", Route("model_ready", "minilm", "2.0")),
-    ("POST", "/v2/models/minilm/infer", Route("infer", "minilm")),
-    ("POST", "/v2/models/minilm/versions/1.0/infer", Route("infer", "minilm", "1.0")),
-    ("GET", "/v2/models/versions/ready", Route("model_ready", "versions")),  # a model may be called "versions"
-    ("GET", "/v2/models/my%20net", Route("model", "my net")),
-    ("HEAD", "/v2/health/ready", Route("ready")),
+@pytest.mark.parametrize(("model", "version", "query", "target"), [
+    ("minilm", None, "", "/v2/models/minilm/infer"),
+    ("minilm", "1.0", "", "/predictions/minilm/1.0"),  # TorchServe's v2 route has no version
+    ("a b/c", None, "x=1", "/v2/models/a%20b%2Fc/infer?x=1"),
 ])
-def test_route(method, path, expected):
-    assert route(method, path) == expected
-
-
-@pytest.mark.parametrize(("method", "path", "status"), [
-    ("GET", "/", 404),
-    ("GET", "/v2/health", 404),
-    ("GET", "/v2/health/started", 404),
-    ("GET", "/v2/models", 404),
-    ("GET", "/v2/models/", 404),
-    ("GET", "/v2/models//ready", 404),
-    ("GET", "/v2/models/m/versions", 404),
-    ("GET", "/v2/models/m/versions//ready", 404),
-    ("POST", "/v2/models/m/explain", 404),
-    ("GET", "/v2/models/m/ready/now", 404),
-    ("GET", "/predictions/minilm", 404),
-    ("GET", "/v2/models/m/infer", 405),
-    ("POST", "/v2/health/ready", 405),
-    ("DELETE", "/v2/models/m", 405),
-])
-def test_route_refusals_name_the_problem(method, path, status):
-    with pytest.raises(V2Error) as raised:
-        route(method, path)
-    assert raised.value.status == status
-    assert set(raised.value.body()) == {"error"} and path.split("?")[0] in raised.value.body()["error"]
-
-
-@pytest.mark.parametrize(("found", "query", "target"), [
-    (Route("infer", "minilm"), "", "/v2/models/minilm/infer"),
-    (Route("infer", "minilm", "1.0"), "", "/predictions/minilm/1.0"),  # TorchServe's v2 route has no version
-    (Route("infer", "a b/c"), "x=1", "/v2/models/a%20b%2Fc/infer?x=1"),
-])
-def test_infer_target(found, query, target):
-    assert infer_target(found, query) == target
+def test_infer_target(model, version, query, target):
+    assert infer_target(model, version, query) == target
 
 
 @pytest.mark.parametrize(("status", "body", "error"), [
@@ -142,32 +102,3 @@ def test_parse_listen(text, address):
 def test_parse_listen_refuses(text):
     with pytest.raises(argparse.ArgumentTypeError, match="HOST:PORT"):  # argparse prints its message
         parse_listen(text)
-
-
-def read_all(body: Body, size: int) -> bytes:
-    return b"".join(iter(lambda: body.read(size), b""))
-
-
-@pytest.mark.parametrize("size", [1, 3, 65536])
-def test_body_reads_content_length_bytes_and_no_further(size):
-    stream = io.BytesIO(b'{"inputs": []}POST /next HTTP/1.1\r\n')
-    body = Body(stream, 14)
-    assert read_all(body, size) == b'{"inputs": []}' and body.done
-    assert stream.read() == b"POST /next HTTP/1.1\r\n"  # the next request on the connection is left alone
-
-
-@pytest.mark.parametrize("size", [1, 4, 65536])
-def test_body_decodes_a_chunked_request(size):
-    stream = io.BytesIO(b"5\r\nhello\r\nB;ext=1\r\n, v2 front!\r\n0\r\nTrailer: x\r\n\r\nNEXT")
-    body = Body(stream, None)
-    assert read_all(body, size) == b"hello, v2 front!" and body.done
-    assert stream.read() == b"NEXT"
-
-
-def test_an_empty_body_is_done_at_once():
-    assert Body(io.BytesIO(b"GET"), 0).read() == b"" and Body(io.BytesIO(b""), 0).done
-
-
-def test_a_body_cut_short_ends():
-    body = Body(io.BytesIO(b"abc"), 10)
-    assert read_all(body, 4) == b"abc" and body.done

@@ -1,0 +1,229 @@
+"""The bundle's HTTP front beside TorchServe, on aiohttp: the v2 routes TorchServe 0.12 lacks.
+
+    python -m scripts.serving.serve --v2-front 127.0.0.1:8090 ...   # make serve, the image: in serve.py's process
+    python -m scripts.serving.front --listen 127.0.0.1:8090 --config config.properties --key-file key_file.json \\
+        --workflows photo_embedding.war                              # by hand, beside a running TorchServe
+
+Health, readiness and metadata (scripts/serving/v2.py) need no token, as in Triton: they are
+probes. Infer is streamed to TorchServe both ways with the client's Authorization, and TorchServe
+checks it; its refusals come back as v2 errors ({"error": ...}) with their status. aiohttp does the
+HTTP/1.1 (keep-alive, chunked bodies both ways, back-pressure) and keeps a pool of kept-alive
+connections to TorchServe. The answers that ask the management API block, so they run in threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from scripts.serving.v2 import (
+    FORWARD_TIMEOUT_S,
+    HOP_BY_HOP,
+    NOT_RELAYED,
+    NOT_RELAYED_WHEN_WRAPPED,
+    PATHS,
+    Front,
+    V2Error,
+    infer_target,
+    server_metadata,
+    wrapped_error,
+)
+
+FRONT = web.AppKey("front", Front)
+UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
+CONNECT_TIMEOUT_S = 10
+STOP_TIMEOUT_S = 5  # serve.py stops the front after TorchServe: nothing is left in flight to wait for
+
+
+def json_error(status: int, body: dict) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def v2_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every refusal as {"error": ...}: the front's own, aiohttp's 404 and 405, and a failure of the
+    front itself (500, logged with its traceback; the client gets no internals). 5xx are logged."""
+    try:
+        response = await handler(request)
+    except V2Error as error:
+        return json_error(error.status, error.body())
+    except web.HTTPNotFound:
+        return json_error(404, {"error": f"no such path: {request.path} (the v2 paths: {PATHS})"})
+    except web.HTTPMethodNotAllowed as refusal:
+        wanted = "GET" if "GET" in refusal.allowed_methods else "POST"
+        return json_error(405, {"error": f"{request.method} {request.path}: use {wanted}"})
+    except (web.HTTPException, asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        print(f"v2 front: unexpected error on {request.method} {request.path}", file=sys.stderr, flush=True)
+        traceback.print_exc(file=sys.stderr)
+        return json_error(500, {"error": "the v2 front failed on this request; see its log"})
+    if response.status >= 500:  # only these: probes every few seconds would drown the rest (TorchServe logs the infers)
+        print(f"v2 front: {request.method} {request.path_qs} -> {response.status}", file=sys.stderr, flush=True)
+    return response
+
+
+async def answer(request: web.Request, ask, *args) -> web.Response:
+    """A v2 answer from the management API, asked in a thread (readiness.py's calls block)."""
+    return web.json_response(await asyncio.to_thread(ask, *args))
+
+
+async def server(_request: web.Request) -> web.Response:
+    return web.json_response(server_metadata())
+
+
+async def live(request: web.Request) -> web.Response:
+    return await answer(request, request.app[FRONT].live)
+
+
+async def ready(request: web.Request) -> web.Response:
+    return await answer(request, request.app[FRONT].ready)
+
+
+async def model(request: web.Request) -> web.Response:
+    return await answer(request, request.app[FRONT].model_metadata, request.match_info["model"], request.match_info.get("version"))
+
+
+async def model_ready(request: web.Request) -> web.Response:
+    return await answer(request, request.app[FRONT].model_ready, request.match_info["model"], request.match_info.get("version"))
+
+
+async def infer(request: web.Request) -> web.StreamResponse:
+    """Stream the request to TorchServe and its answer back; error bodies made v2 ({"error": ...})."""
+    front = request.app[FRONT]
+    headers = [(name, value) for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP]
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        headers = [(name, value) for name, value in headers if name.lower() != "content-length"]  # chunked on to TorchServe
+    url = front.inference_url + infer_target(request.match_info["model"], request.match_info.get("version"), request.query_string)
+    try:
+        async with request.app[UPSTREAM].post(url, data=request.content if request.body_exists else None, headers=headers) as upstream:
+            return await relay(request, upstream)
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+        raise V2Error(502, f"no answer from TorchServe's inference API at {front.inference_url}: {error or type(error).__name__}") from None
+
+
+async def relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    if upstream.status >= 400:  # error bodies are small; a v2 client wants {"error": ...}
+        data = await upstream.read()
+        wrapped = wrapped_error(upstream.status, data)
+        skip = NOT_RELAYED if wrapped is None else NOT_RELAYED_WHEN_WRAPPED
+        response = web.Response(status=upstream.status, reason=upstream.reason, body=wrapped or data, headers=kept(upstream, skip))
+        if wrapped is not None:
+            response.content_type = "application/json"
+        return response
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=kept(upstream, NOT_RELAYED))
+    if upstream.content_length is not None:
+        response.content_length = upstream.content_length  # else chunked, as TorchServe streamed it
+    await response.prepare(request)
+    async for chunk in upstream.content.iter_any():
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def kept(upstream: aiohttp.ClientResponse, skip: frozenset) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in upstream.headers.items() if name.lower() not in skip]
+
+
+async def upstream_session(app: web.Application):
+    """Kept-alive connections to TorchServe; bodies relayed as they are (no decompression, no added headers)."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_read=FORWARD_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False, connector=aiohttp.TCPConnector(limit=0),
+                                     skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type")) as session:
+        app[UPSTREAM] = session
+        yield
+
+
+def app(front: Front) -> web.Application:
+    """The front's routes; a trailing slash is accepted as the v2 spec's clients sometimes send one."""
+    application = web.Application(middlewares=[v2_errors])
+    application[FRONT] = front
+    application.cleanup_ctx.append(upstream_session)
+    for path, handler, method in [("/v2", server, "GET"), ("/v2/health/live", live, "GET"), ("/v2/health/ready", ready, "GET"),
+                                  ("/v2/models/{model}", model, "GET"), ("/v2/models/{model}/versions/{version}", model, "GET"),
+                                  ("/v2/models/{model}/ready", model_ready, "GET"),
+                                  ("/v2/models/{model}/versions/{version}/ready", model_ready, "GET"),
+                                  ("/v2/models/{model}/infer", infer, "POST"),
+                                  ("/v2/models/{model}/versions/{version}/infer", infer, "POST")]:
+        for variant in (path, f"{path}/"):
+            if method == "GET":
+                application.router.add_get(variant, handler)
+            else:
+                application.router.add_post(variant, handler)
+    return application
+
+
+class Running:
+    """The front served by an event loop in a thread of this process (serve.py's): it lives and dies
+    with the server's own process, so there is no second process to watch."""
+
+    def __init__(self, application: web.Application, host: str, port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(application, access_log=None, handle_signals=False, shutdown_timeout=STOP_TIMEOUT_S)
+        self.host, self.port = host, port
+        self.thread = threading.Thread(target=self.loop.run_forever, name="front", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> "Running":
+        """Listening when this returns; OSError (the port is taken) when it cannot."""
+        self.thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _listen(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        await site.start()
+        self.port = self.runner.addresses[0][1]  # port 0: the one chosen
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=STOP_TIMEOUT_S * 2)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=STOP_TIMEOUT_S)
+
+
+def listen_arg(text: str) -> str:
+    """An argparse type: HOST:PORT checked, kept as written."""
+    parse_listen(text)
+    return text
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:8090")
+    return host or "0.0.0.0", int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8090), metavar="HOST:PORT")
+    parser.add_argument("--config", type=Path, default=Path("config.properties"), help="TorchServe's config (its addresses)")
+    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="TorchServe's; absent: token auth off")
+    parser.add_argument("--workflows", nargs="*", default=[], help="workflow names or .war archives /v2/health/ready waits for")
+    args = parser.parse_args(argv)
+    front = Front.from_config(args.config, args.key_file, args.workflows)
+    host, port = args.listen
+    print(f"v2 front: http://{host}:{port} -> TorchServe {front.inference_url} (management {front.server.management_url})", flush=True)
+    web.run_app(app(front), host=host, port=port, access_log=None, print=None, shutdown_timeout=STOP_TIMEOUT_S)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

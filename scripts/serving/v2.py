@@ -1,0 +1,223 @@
+"""The Open Inference Protocol (KServe v2) answers that TorchServe 0.12 lacks, from its management API.
+
+TorchServe 0.12 routes POST /v2/models/{m}/infer (no version) to the model's handler, but has no
+model metadata or model ready route (404), and its /v2/health/ready (ts_open_inference_protocol=true
+only) says ready:true with no worker up. A v2 client (tritonclient.http) talks to one URL for all
+of them, so the front (scripts/serving/front.py) serves them:
+
+    GET  /v2/health/live                      200 while TorchServe's inference API answers at all
+    GET  /v2/health/ready                     200 when scripts/serving/readiness.py says ready, else 400 and why
+    GET  /v2                                  server metadata
+    GET  /v2/models/{m}[/versions/{v}]        model metadata: the v2 block of the handler's describe_handle()
+    GET  /v2/models/{m}[/versions/{v}]/ready  200 when that model's workers are READY, else 400 (404: unknown)
+    POST /v2/models/{m}[/versions/{v}]/infer  streamed to TorchServe: /v2/models/{m}/infer, /predictions/{m}/{v}
+
+This module holds the answers (blocking calls to the management API, with the management key
+from TorchServe's key_file.json) and the pure transforms; the HTTP side is the front's. Every
+error is {"error": ...}: TorchServe's refusals (wrong key, unknown model, 413, 503) keep their
+status, their message wrapped. docs/protocols.md says more.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+from http import HTTPStatus
+from importlib import metadata as package_metadata
+from pathlib import Path
+from urllib.parse import quote
+
+from scripts.serving import readiness
+from scripts.serving.ts_config import local_url
+
+NAME = "torchserve"
+EXTENSIONS = ("binary_tensor_data",)
+DEFAULT_PLATFORM = "torchserve"  # when a handler's v2 block names none
+DESCRIBE_TIMEOUT_S = 30  # a describe is a job in the worker's queue, behind the requests waiting there
+FORWARD_TIMEOUT_S = 120  # above default_response_timeout (60 s), as the k8s gateway's proxy_read_timeout
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "host", "expect"})
+NOT_RELAYED = HOP_BY_HOP | {"server", "date", "content-length"}
+NOT_RELAYED_WHEN_WRAPPED = NOT_RELAYED | {"content-type", "inference-header-content-length"}
+PATHS = "/v2, /v2/health/live, /v2/health/ready, /v2/models/<model>[/versions/<version>][/ready | /infer]"
+
+
+class V2Error(Exception):
+    """A refusal: an HTTP status and the message of the {"error": ...} body (plus `extra` fields)."""
+
+    def __init__(self, status: int, message: str, **extra) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+    def body(self) -> dict:
+        return {**self.extra, "error": str(self)}
+
+
+def infer_target(model: str, version: str | None, query: str = "") -> str:
+    """Where TorchServe takes an infer: its v2 route has no version, /predictions/{m}/{v} does."""
+    path = f"/predictions/{quote(model, safe='')}/{quote(version, safe='')}" if version else f"/v2/models/{quote(model, safe='')}/infer"
+    return f"{path}?{query}" if query else path
+
+
+def torchserve_message(status: int, body: bytes) -> str:
+    """What TorchServe said, in one line: its JSON error's type and message, else its text, else the status."""
+    text = body.decode("utf-8", errors="replace").strip()
+    data = _json(text)
+    if isinstance(data, dict) and "message" in data:
+        return f"{data['type']}: {data['message']}" if data.get("type") else str(data["message"])
+    if text:
+        return text
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def wrapped_error(status: int, body: bytes) -> bytes | None:
+    """None when an error body is v2 already ({"error": "..."}); else {"error": what TorchServe said}."""
+    data = _json(body)
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return None
+    return json.dumps({"error": torchserve_message(status, body)}).encode()
+
+
+def _json(data: str | bytes):
+    try:
+        return json.loads(data)
+    except (ValueError, TypeError):
+        return None
+
+
+def v2_block(customized) -> dict | None:
+    """The "v2" object of a customized describe; TorchServe may give either level as an object or a JSON string."""
+    outer = _object(customized)
+    return _object(outer.get("v2")) if outer is not None else None
+
+
+def _object(value) -> dict | None:
+    if isinstance(value, (str, bytes)):
+        value = _json(value)
+    return value if isinstance(value, dict) else None
+
+
+def tensors(block: dict, key: str) -> list[dict]:
+    """The handler's inputs or outputs as v2 tensor metadata; ValueError naming what is missing."""
+    found = block.get(key)
+    if not isinstance(found, list):
+        raise ValueError(f"{key} is not a list")
+    for tensor in found:
+        if not (isinstance(tensor, dict) and isinstance(tensor.get("name"), str) and isinstance(tensor.get("datatype"), str)
+                and isinstance(tensor.get("shape"), list) and all(isinstance(d, int) for d in tensor["shape"])):
+            raise ValueError(f"{key}: {tensor!r} is not {{name: str, datatype: str, shape: [int, ...]}}")
+    return [{"name": t["name"], "datatype": t["datatype"], "shape": t["shape"]} for t in found]
+
+
+def model_metadata(name: str, versions: list[str], block: dict) -> dict:
+    """The v2 model metadata response, from the model's versions and its handler's v2 block."""
+    return {"name": name, "versions": versions, "platform": block.get("platform") or DEFAULT_PLATFORM,
+            "inputs": tensors(block, "inputs"), "outputs": tensors(block, "outputs")}
+
+
+def server_metadata() -> dict:
+    try:
+        version = package_metadata.version("torchserve")
+    except package_metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"name": NAME, "version": version, "extensions": list(EXTENSIONS)}
+
+
+class Front:
+    """The answers, from TorchServe's inference and management APIs; model metadata cached per version."""
+
+    def __init__(self, server: readiness.Server, inference_url: str) -> None:
+        self.server = server
+        self.inference_url = inference_url.rstrip("/")
+        self._described: dict[tuple[str, str, str], dict] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Path, key_file: Path, workflows: list[str], env: dict[str, str] | None = None) -> "Front":
+        """TorchServe's addresses as scripts/serving/ts_config.py reads them (TS_<API>_ADDRESS wins over the config)."""
+        env = dict(os.environ) if env is None else env
+        return cls(readiness.Server.from_config(config, key_file, workflows, env), local_url(Path(config).read_text(), "inference", env))
+
+    def live(self) -> dict:
+        """Live while the inference API answers at all (/ping with the key when there is one)."""
+        try:
+            key = readiness.fresh_key(self.server.key_file, "inference", self.server.management_url)
+        except (OSError, ValueError, KeyError):  # a key file being rewritten: ask without a key
+            key = None
+        try:
+            readiness.request(f"{self.inference_url}/ping", key)
+        except (OSError, http.client.HTTPException) as error:
+            raise V2Error(400, f"TorchServe's inference API at {self.inference_url} does not answer: {error}", live=False) from None
+        return {"live": True}
+
+    def ready(self) -> dict:
+        problems = readiness.missing(self.server)
+        if problems:
+            raise V2Error(400, "not ready: " + "; ".join(problems), ready=False)
+        return {"ready": True}
+
+    def model_ready(self, name: str, version: str | None) -> dict:
+        """Every version asked about has at least minWorkers workers, all READY (readiness.model_problems)."""
+        problems = readiness.model_problems(name, self.versions(name, version))
+        answer = {"name": name, **({"version": version} if version else {})}
+        if problems:
+            raise V2Error(400, "not ready: " + "; ".join(problems), **answer, ready=False)
+        return {**answer, "ready": True}
+
+    def model_metadata(self, name: str, version: str | None) -> dict:
+        every = self.versions(name)
+        names = [str(v.get("modelVersion")) for v in every]
+        chosen = self.versions(name, "")[0] if version is None else next((v for v in every if v.get("modelVersion") == version), None)
+        if chosen is None:
+            raise V2Error(404, f"model {name} has no version {version} (versions: {', '.join(names)})")
+        key = (name, str(chosen.get("modelVersion")), str(chosen.get("modelUrl")))
+        with self._lock:
+            block = self._described.get(key)
+        if block is None:
+            block = self._describe(name, key[1], chosen)
+        try:
+            answer = model_metadata(name, names, block)
+        except ValueError as error:
+            raise V2Error(500, f"model {name} version {key[1]}: its handler's v2 metadata is malformed: {error}") from None
+        with self._lock:
+            self._described[key] = block
+        return answer
+
+    def versions(self, name: str, version: str | None = None) -> list[dict]:
+        """GET /models/{name}/all, /models/{name}/{version}, or (version "") the default version's."""
+        path = f"/models/{quote(name, safe='')}" + ("/all" if version is None else f"/{quote(version, safe='')}" if version else "")
+        status, body = self._management(path)
+        if status == 404:
+            raise V2Error(404, f"model {name}{f' version {version}' if version else ''} is not registered")
+        if status != 200 or not isinstance(body, list) or not body:
+            raise V2Error(502, f"TorchServe's management API answered GET {path} with {status}: {body}")
+        return body
+
+    def _describe(self, name: str, version: str, described: dict) -> dict:
+        """The handler's v2 block, asked of a worker (GET /models/{m}/{v}?customized=true)."""
+        if not any(w.get("status") == "READY" for w in described.get("workers", [])):
+            raise V2Error(503, f"model {name} version {version} has no READY worker to describe it")
+        path = f"/models/{quote(name, safe='')}/{quote(version, safe='')}?customized=true"
+        status, body = self._management(path, DESCRIBE_TIMEOUT_S)
+        if status != 200:
+            message = torchserve_message(status, json.dumps(body).encode() if not isinstance(body, str) else body.encode())
+            raise V2Error(status if 400 <= status < 600 else 502, f"describe of model {name} version {version}: {message}")
+        block = v2_block(body[0].get("customizedMetadata") if isinstance(body, list) and body else None)
+        if block is None:
+            raise V2Error(501, f"model {name} version {version}: its handler describes no v2 tensors "
+                               '(describe_handle() returning {"v2": {"platform", "inputs", "outputs"}}: docs/protocols.md)')
+        return block
+
+    def _management(self, path: str, timeout_s: float = readiness.TIMEOUT_S) -> tuple[int, object]:
+        try:
+            return self.server.get(path, timeout_s)
+        except TimeoutError:
+            raise V2Error(504, f"TorchServe's management API did not answer GET {path} within {timeout_s:g} s") from None
+        except (OSError, ValueError, KeyError, http.client.HTTPException) as error:
+            raise V2Error(503, f"TorchServe's management API at {self.server.management_url} does not answer: {error}") from None
