@@ -1,6 +1,6 @@
 """Rewrite model-config.yaml files into their GPU variant, in place: the GPU image's builder stage.
 
-    python docker/gpu_config.py models/configs/*.yaml      # before `make archive` (Dockerfile)
+    ts-bundle-gpu-config models/configs/*.yaml      # before `make archive` (the Dockerfile's builder)
 
 - the file's own `gpu:` section is applied over the rest: top-level keys (batchSize, maxBatchDelay)
   replaced, `handler:` settings merged. The GPU settings are chosen per model by measurement
@@ -36,12 +36,12 @@ def gpu_variant(config: dict) -> dict:
     return variant
 
 
-def main(paths: list[str]) -> int:
-    for path in map(Path, paths):
+def main(argv: list[str] | None = None) -> int:
+    for path in map(Path, sys.argv[1:] if argv is None else argv):
         path.write_text(yaml.safe_dump(gpu_variant(yaml.safe_load(path.read_text())), sort_keys=False))
         print(f"gpu_config: {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

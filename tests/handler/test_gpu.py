@@ -9,8 +9,8 @@ import yaml
 
 from handlers.image_classifier import ImageClassifier
 from models.registry import get_spec
+from scripts.build.gpu_config import gpu_variant
 from scripts.measure.agreement import photo_files
-from scripts.measure.bench.gpu import gpu_variant
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -1,12 +1,12 @@
 """`make bench-gpu`: the GPU image's configuration served on this host's GPU, in one run.
 
-    python -m scripts.measure.bench.gpu                  # needs CUDA; without it, says so and exits 0
-    python -m scripts.measure.bench.gpu --cpu-dry-run    # the same steps on the CPU, seconds each: checks the
-                                                 # pipeline before GPU time is spent; measures no GPU
+    ts-bundle-bench-gpu                  # needs CUDA; without it, says so and exits 0
+    ts-bundle-bench-gpu --cpu-dry-run    # the same steps on the CPU, seconds each: checks the
+                                         # pipeline before GPU time is spent; measures no GPU
 
 One server (scripts/client/torchserve.py, free ports) holds TorchServe's floor (a do-nothing handler,
 batch 32) and each model as the GPU image serves it: its archive with the GPU variant of its
-model-config.yaml (docker/gpu_config.py), SERVE_WORKERS_PER_GPU workers per GPU. Measured:
+model-config.yaml (scripts/build/gpu_config.py), SERVE_WORKERS_PER_GPU workers per GPU. Measured:
 - the first 10 s of load after every worker is READY, apart from the next 10 s (stalls on new
   batch shapes show there);
 - each model at c1, c64 and c128: throughput, p50/p99, GPU utilisation and memory (nvidia-smi,
@@ -21,7 +21,6 @@ Writes <out>/results.json, report.md and throughput.png.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ from typing import Any, Sequence
 import requests
 import torch
 
+from scripts.build.gpu_config import gpu_variant  # the rewrite the GPU image applies
 from scripts.client.torchserve import START_TIMEOUT_S, TorchServe, poll_until
 from scripts.measure.bench.gpu_report import render_markdown, summarise_window, write_plot
 from scripts.measure.bench.machine import machine_info
@@ -56,14 +56,6 @@ FULL = {"concurrencies": (1, 64, 128), "cell_s": 10.0, "window_s": 10.0, "raw_s"
 DRY = {"concurrencies": (1, 4), "cell_s": 1.5, "window_s": 1.5, "raw_s": 0.3}
 WORKERS_PER_GPU = 2  # the image's SERVE_WORKERS_PER_GPU
 GPU_SERIES = ("GPUUtilization", "GPUMemoryUsed", "GPUMemoryUtilization")  # TorchServe's, with nvgpu (docs/metrics.md)
-
-
-def gpu_variant(config: dict) -> dict:
-    """docker/gpu_config.py's rewrite, the one the GPU image applies (a script, not a package)."""
-    spec = importlib.util.spec_from_file_location("gpu_config", REPO / "docker" / "gpu_config.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.gpu_variant(config)
 
 
 def bench_config(config: dict, gpus: int, dry_run: bool) -> dict:
