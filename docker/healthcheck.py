@@ -26,12 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-APP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(APP))  # scripts/ sits beside docker/ in /app (and in the repo)
+from scripts.serving.readiness import Server, fresh_key, missing, request  # the installed project (pyproject.toml)
+from scripts.serving.server_stop import mark_stopping
+from scripts.serving.ts_config import address, read_properties
 
-from scripts.serving.readiness import Server, fresh_key, missing, request  # noqa: E402
-from scripts.serving.server_stop import mark_stopping  # noqa: E402
-from scripts.serving.ts_config import address, read_properties  # noqa: E402
+APP = Path(__file__).resolve().parent.parent  # /app in the image: docker/config.properties beside this file
 
 DEFAULT_WORKFLOWS = "photo_embedding.war"  # docker/entrypoint.sh's default; the image sets SERVE_WORKFLOWS
 

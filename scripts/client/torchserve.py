@@ -15,7 +15,6 @@ the running server's own code (scripts/serving/) does not import this module (re
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -167,13 +166,12 @@ class TorchServe(Client):
                    "--model-store", str(model_store), "--run-dir", str(workdir / "run"), *extra_args]
         if workflow_store is not None:
             command += ["--workflow-store", str(workflow_store), "--workflows", *workflows]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         for attempt in range(1, BIND_ATTEMPTS + 1):
             urls = write_config(workdir / "config.properties", model_store, load_models)
             log_path = workdir / "serve.out"
             logged_before = log_path.stat().st_size if log_path.exists() else 0
             with open(log_path, "ab") as log:  # a restart in the same workdir keeps the first run's log
-                process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
             server = cls(workdir, urls, process, tuple(workflows))
             try:
                 server.wait_until_answering() if until == "ping" else server.wait_until_ready()

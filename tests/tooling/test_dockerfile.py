@@ -17,13 +17,12 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 from handlers.config import ImageSettings, parse_settings
+from scripts.build import gpu_config
 from scripts.serving.ts_config import listen_addresses
 
 REPO = Path(__file__).resolve().parents[2]
-# By path: docker/ is no package (and `import docker` could find the Docker SDK instead).
-_spec = importlib.util.spec_from_file_location("gpu_config", REPO / "docker" / "gpu_config.py")
-gpu_config = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gpu_config)
+# By path: docker/requirements.py runs in the image's bare Python before anything is installed, so it
+# is no package module (and docker/ no package: `import docker` could find the Docker SDK instead).
 _spec = importlib.util.spec_from_file_location("requirements", REPO / "docker" / "requirements.py")
 requirements = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(requirements)
@@ -151,9 +150,26 @@ def test_builder_runs_make_archive_without_the_install_step(tmp_path):
     command = [*shlex.split(make), "MODELS=efficientnet_lite0"]
     dry = subprocess.run([*command, "-n", f"WEIGHTS_DIR={tmp_path}/w", f"MODEL_STORE={tmp_path}/s"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert "/opt/venv/bin/python -m scripts.build.weights efficientnet_lite0" in dry
-    assert "/opt/venv/bin/python -m scripts.build.archives efficientnet_lite0" in dry
+    assert "/opt/venv/bin/ts-bundle-export efficientnet_lite0" in dry
+    assert "/opt/venv/bin/ts-bundle-archive efficientnet_lite0" in dry
     assert "pip install" not in dry and "scripts.serving.java" not in dry
+
+
+def test_the_project_is_installed_without_its_dependencies_and_not_by_path():
+    """The builder installs the project (editable: the verbs `make archive` runs, beside samples/) and
+    builds its wheel before the archives; the runtime installs that wheel. No PYTHONPATH: a worker
+    would find it ahead of its archive (tests/tooling/test_install.py)."""
+    builder = [args for key, args in instructions(DOCKERFILE.split("FROM deps AS builder", 1)[1].split("\nFROM ", 1)[0])
+               if key == "RUN"]
+    runtime = instructions(DOCKERFILE.split("FROM deps AS runtime", 1)[1])
+    (install,) = [number for number, args in enumerate(builder) if "-e ." in args]
+    assert "--no-deps -e ." in builder[install] and "--no-deps --wheel-dir /tmp/wheel ." in builder[install]
+    (archive,) = [number for number, args in enumerate(builder) if "make -o /opt/venv/.installed archive" in args]
+    assert install < archive and "ts-bundle-gpu-config" in builder[archive]  # the wheel keeps the CPU configs
+    assert ("COPY", "--from=builder /tmp/wheel/ /tmp/wheel/") in runtime
+    assert any(key == "RUN" and "pip install --no-cache-dir --no-deps /tmp/wheel/*.whl" in args for key, args in runtime)
+    assert "PYTHONPATH" not in " ".join(of("ENV")) and "/app/scripts" not in DOCKERFILE
+    assert "PYTHONPATH=" not in (REPO / "docker" / "entrypoint.sh").read_text()
 
 
 def test_builder_keeps_the_makefile_models_when_the_build_arg_is_empty():

@@ -44,6 +44,6 @@ def test_archives_depend_on_what_builds_them():
     assert {"models/registry.py", "scripts/build/weights.py", "scripts/build/onnx_export.py", "scripts/build/archives.py",
             "handlers/base.py"} <= set(sources)
     plan = make("-n", "-W", "models/registry.py", "model-store/efficientnet_lite0.mar").stdout
-    assert "scripts.build.weights efficientnet_lite0" in plan and "scripts.build.archives efficientnet_lite0" in plan
+    assert "ts-bundle-export efficientnet_lite0" in plan and "ts-bundle-archive efficientnet_lite0" in plan
     plan = make("-n", "-W", "scripts/build/archives.py", "model-store/minilm.mar").stdout
-    assert "scripts.build.archives minilm" in plan
+    assert "ts-bundle-archive minilm" in plan

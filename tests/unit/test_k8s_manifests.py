@@ -113,7 +113,7 @@ def test_service_targets_named_container_ports():
 
 
 def test_model_store_volume_is_where_the_image_serves_from():
-    store = re.search(r"COPY --from=builder \S+ (\S+)", DOCKERFILE).group(1).rstrip("/")
+    store = re.search(r"COPY --from=builder /src/model-store/ (\S+)", DOCKERFILE).group(1).rstrip("/")
     mounts = {m["name"]: m for m in TORCHSERVE["volumeMounts"]}
     assert mounts["model-store"]["mountPath"] == store and mounts["model-store"]["readOnly"]
     claim = next(v for v in POD["volumes"] if v["name"] == "model-store")["persistentVolumeClaim"]["claimName"]
