@@ -60,7 +60,7 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 	$(VENV)/bin/ts-bundle-archive $(NAME) --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE) \
 	  $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
 
-# LOG_FORMAT=json: TorchServe's logs as JSON lines (docker/log4j2-json.xml, docs/metrics.md).
+# LOG_FORMAT=json: TorchServe's logs as JSON lines (scripts/serving/log4j2-json.xml, docs/metrics.md).
 # V2_FRONT: where the KServe v2 front listens (health, readiness, metadata: docs/protocols.md); empty: none.
 LOG_FORMAT  ?= text
 V2_FRONT    ?= 127.0.0.1:8090

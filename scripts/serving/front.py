@@ -39,6 +39,8 @@ from scripts.serving.v2 import (
 FRONT = web.AppKey("front", Front)
 UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
 CONNECT_TIMEOUT_S = 10
+WHOLE = 64 * 1024
+"""Bodies up to this size are relayed in one piece (one write each way); larger ones are streamed."""
 STOP_TIMEOUT_S = 5  # serve.py stops the front after TorchServe: nothing is left in flight to wait for
 
 
@@ -102,8 +104,10 @@ async def infer(request: web.Request) -> web.StreamResponse:
     if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         headers = [(name, value) for name, value in headers if name.lower() != "content-length"]  # chunked on to TorchServe
     url = front.inference_url + infer_target(request.match_info["model"], request.match_info.get("version"), request.query_string)
+    small = request.content_length is not None and request.content_length <= WHOLE
+    data = (await request.read()) if small else request.content if request.body_exists else None
     try:
-        async with request.app[UPSTREAM].post(url, data=request.content if request.body_exists else None, headers=headers) as upstream:
+        async with request.app[UPSTREAM].post(url, data=data, headers=headers) as upstream:
             return await relay(request, upstream)
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
         raise V2Error(502, f"no answer from TorchServe's inference API at {front.inference_url}: {error or type(error).__name__}") from None
@@ -118,6 +122,8 @@ async def relay(request: web.Request, upstream: aiohttp.ClientResponse) -> web.S
         if wrapped is not None:
             response.content_type = "application/json"
         return response
+    if upstream.content_length is not None and upstream.content_length <= WHOLE:
+        return web.Response(status=upstream.status, reason=upstream.reason, body=await upstream.read(), headers=kept(upstream, NOT_RELAYED))
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=kept(upstream, NOT_RELAYED))
     if upstream.content_length is not None:
         response.content_length = upstream.content_length  # else chunked, as TorchServe streamed it

@@ -3,7 +3,7 @@
     python -m scripts.serving.serve                       # config.properties, model-store/
     python -m scripts.serving.serve --config other.properties --model-store /models
     python -m scripts.serving.serve --log-dir /state --snapshots      # the container (docker/entrypoint.sh)
-    python -m scripts.serving.serve --log-format json                 # logs as JSON lines (docker/log4j2-json.xml)
+    python -m scripts.serving.serve --log-format json                 # logs as JSON lines (scripts/serving/log4j2-json.xml)
     python -m scripts.serving.serve --v2-front 127.0.0.1:8090         # + the KServe v2 front (scripts/serving/front.py)
 
 TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
@@ -41,9 +41,9 @@ from scripts.serving.ts_config import local_url
 from scripts.serving.v2 import Front
 from scripts.serving.workflows import register_all
 
-LOG_CONFIGS = {name: Path(__file__).resolve().parents[2] / "docker" / f"log4j2-{name}.xml" for name in ("text", "json")}
+LOG_CONFIGS = {name: Path(__file__).with_name(f"log4j2-{name}.xml") for name in ("text", "json")}
 """--log-format -> the log4j2 config given to TorchServe: the jar's own appenders and loggers, with
-the frontend's echo of each [METRICS] line kept off the console (docker/log4j2-text.xml says why)."""
+the frontend's echo of each [METRICS] line kept off the console (scripts/serving/log4j2-text.xml says why)."""
 READY_TIMEOUT_S = 600  # two models on 2 cores load in well under a minute; a slow disk may take longer
 
 

@@ -161,6 +161,7 @@ def test_the_wheel_holds_the_packages_their_data_and_the_verbs(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("torchserve_bundle-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"models/configs/{path.name}" for path in (REPO / "models" / "configs").glob("*.yaml")} <= names
+    assert {"scripts/serving/log4j2-text.xml", "scripts/serving/log4j2-json.xml"} <= names  # serve.py --log-format
     assert {"handlers/base.py", "models/registry.py", "scripts/serving/serve.py", "scripts/build/gpu_config.py"} <= names
     assert not any("__pycache__" in name or name.startswith(("tests/", "docker/")) for name in names)
     (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]

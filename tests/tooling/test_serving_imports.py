@@ -1,4 +1,4 @@
-"""scripts/serving/ is what the running server imports (the image copies that folder alone): every
+"""scripts/serving/ is what the running server imports: every
 module of it imports, in a fresh interpreter, with nothing beyond the standard library, the HTTP
 framework (aiohttp, with what aiohttp itself imports) and the folder itself. No requests, no test
 harness, no build or measuring code."""
