@@ -269,4 +269,5 @@ def text_response(item: TokenizedRequest, vectors: torch.Tensor) -> dict[str, An
     rows = [[round(value, DECIMALS) + 0.0 for value in row] for row in vectors.tolist()]  # + 0.0: no "-0.0"
     if request.single:
         return {"embedding": rows[0], "truncated": item.truncated[0]}
-    return {"embeddings": rows, "truncated": list(item.truncated)}
+    # tokens: each text's count from the tokenizer (special tokens included), the usage the OpenAI route reports
+    return {"embeddings": rows, "truncated": list(item.truncated), "tokens": [len(ids) for ids in item.ids[:len(request.texts)]]}

@@ -244,7 +244,7 @@ def test_rank_labels_sorts_by_cosine():
     [
         (TextRequest(("t",)), (True,), {"embedding": [0.6, 0.8], "truncated": True}),
         (TextRequest(("t", "u"), single=False), (False, True),
-         {"embeddings": [[0.6, 0.8], [-0.0, 1.0]], "truncated": [False, True]}),
+         {"embeddings": [[0.6, 0.8], [-0.0, 1.0]], "truncated": [False, True], "tokens": [0, 0]}),
         (TextRequest(("t",), labels=("up", "right")), (False,),
          {"labels": [{"label": "up", "score": 0.8}, {"label": "right", "score": 0.6}], "truncated": False}),
     ],
