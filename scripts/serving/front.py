@@ -1,4 +1,5 @@
-"""The bundle's HTTP front beside TorchServe, on aiohttp: the v2 routes TorchServe 0.12 lacks.
+"""The bundle's HTTP front beside TorchServe, on aiohttp: the v2 routes TorchServe 0.12 lacks, and
+OpenAI's embeddings API over the text model.
 
     python -m scripts.serving.serve --v2-front 127.0.0.1:8090 ...   # make serve, the image: in serve.py's process
     python -m scripts.serving.front --listen 127.0.0.1:8090 --config config.properties --key-file key_file.json \\
@@ -6,7 +7,12 @@
 
 Health, readiness and metadata (scripts/serving/v2.py) need no token, as in Triton: they are
 probes. Infer is streamed to TorchServe both ways with the client's Authorization, and TorchServe
-checks it; its refusals come back as v2 errors ({"error": ...}) with their status. aiohttp does the
+checks it; its refusals come back as v2 errors ({"error": ...}) with their status.
+
+    POST /v1/embeddings, GET /v1/models[/{model}]   OpenAI's API (scripts/serving/embeddings.py)
+
+The /v1 routes check the inference key themselves (Authorization: Bearer <key>, 401 otherwise) and
+refuse what they can before TorchServe sees it; every /v1 error is in OpenAI's shape. aiohttp does the
 HTTP/1.1 (keep-alive, chunked bodies both ways, back-pressure) and keeps a pool of kept-alive
 connections to TorchServe. The answers that ask the management API block, so they run in threads.
 """
@@ -15,15 +21,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
+import json
 import sys
 import threading
 import traceback
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
+from scripts.serving import embeddings
+from scripts.serving.embeddings import OpenAIError
 from scripts.serving.v2 import (
+    FORGOTTEN,
     FORWARD_TIMEOUT_S,
     HOP_BY_HOP,
     NOT_RELAYED,
@@ -44,29 +56,45 @@ WHOLE = 64 * 1024
 STOP_TIMEOUT_S = 5  # serve.py stops the front after TorchServe: nothing is left in flight to wait for
 
 
+OPENAI_PATHS = "POST /v1/embeddings, GET /v1/models[/<model>]"
+
+
 def json_error(status: int, body: dict) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def refusal(request: web.Request, status: int, message: str) -> web.Response:
+    """A refusal in the shape of the path's protocol: OpenAI's under /v1/, v2's elsewhere."""
+    if request.path.startswith("/v1/"):
+        return json_error(status, OpenAIError(status, message).body())
+    return json_error(status, {"error": message})
+
+
 @web.middleware
-async def v2_errors(request: web.Request, handler) -> web.StreamResponse:
-    """Every refusal as {"error": ...}: the front's own, aiohttp's 404 and 405, and a failure of the
-    front itself (500, logged with its traceback; the client gets no internals). 5xx are logged."""
+async def errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every refusal in its protocol's shape: the front's own, aiohttp's 404, 405 and 413, and a
+    failure of the front itself (500, logged with its traceback; the client gets no internals).
+    5xx are logged."""
     try:
         response = await handler(request)
-    except V2Error as error:
+    except OpenAIError as error:
         return json_error(error.status, error.body())
+    except V2Error as error:
+        return json_error(error.status, error.body()) if not request.path.startswith("/v1/") else refusal(request, error.status, str(error))
     except web.HTTPNotFound:
-        return json_error(404, {"error": f"no such path: {request.path} (the v2 paths: {PATHS})"})
-    except web.HTTPMethodNotAllowed as refusal:
-        wanted = "GET" if "GET" in refusal.allowed_methods else "POST"
-        return json_error(405, {"error": f"{request.method} {request.path}: use {wanted}"})
+        paths = OPENAI_PATHS if request.path.startswith("/v1/") else f"the v2 paths: {PATHS}"
+        return refusal(request, 404, f"no such path: {request.path} ({paths})")
+    except web.HTTPMethodNotAllowed as refused:
+        wanted = "GET" if "GET" in refused.allowed_methods else "POST"
+        return refusal(request, 405, f"{request.method} {request.path}: use {wanted}")
+    except web.HTTPRequestEntityTooLarge:
+        return refusal(request, 413, f"the request body is over max_request_size ({request.app[FRONT].max_request_size} bytes)")
     except (web.HTTPException, asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         print(f"v2 front: unexpected error on {request.method} {request.path}", file=sys.stderr, flush=True)
         traceback.print_exc(file=sys.stderr)
-        return json_error(500, {"error": "the v2 front failed on this request; see its log"})
+        return refusal(request, 500, "the front failed on this request; see its log")
     if response.status >= 500:  # only these: probes every few seconds would drown the rest (TorchServe logs the infers)
         print(f"v2 front: {request.method} {request.path_qs} -> {response.status}", file=sys.stderr, flush=True)
     return response
@@ -138,6 +166,54 @@ def kept(upstream: aiohttp.ClientResponse, skip: frozenset) -> list[tuple[str, s
     return [(name, value) for name, value in upstream.headers.items() if name.lower() not in skip]
 
 
+def check_key(request: web.Request) -> None:
+    """The /v1 routes' token check, before anything else: the inference key, as OpenAI's clients send it."""
+    key = request.app[FRONT].inference_key()
+    if key is not None and not hmac.compare_digest(request.headers.get("Authorization", "").encode(), f"Bearer {key}".encode()):
+        raise OpenAIError(401, "wrong or missing API key: send the inference key of key_file.json as Authorization: Bearer <key>",
+                          code="invalid_api_key")
+
+
+async def openai_embeddings(request: web.Request) -> web.Response:
+    """One OpenAI request -> one request to the model's handler ({"texts": [...]}) -> OpenAI's answer."""
+    front = request.app[FRONT]
+    check_key(request)
+    asked = embeddings.parse_request(await request.read())
+    size = front.remembered_embedding_dimensions(asked.model)
+    if size is FORGOTTEN:  # asking TorchServe's management API blocks: a thread
+        size = await asyncio.to_thread(front.embedding_dimensions, asked.model)
+    if size is None:
+        raise OpenAIError(404, f"model {asked.model!r} does not exist or serves no embeddings (GET /v1/models lists those that do)",
+                          param="model", code="model_not_found")
+    embeddings.check_dimensions(asked, size)
+    headers = {"Content-Type": "application/json", **{k: v for k, v in request.headers.items() if k.lower() == "authorization"}}
+    try:
+        async with request.app[UPSTREAM].post(f"{front.inference_url}/predictions/{quote(asked.model, safe='')}",
+                                              data=embeddings.torchserve_body(asked), headers=headers) as upstream:
+            status, data = upstream.status, await upstream.read()
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+        raise OpenAIError(502, f"no answer from TorchServe's inference API at {front.inference_url}: {error or type(error).__name__}") from None
+    if status >= 400:
+        raise embeddings.torchserve_error(status, data)
+    try:
+        return web.json_response(embeddings.response(asked, json.loads(data)))
+    except (ValueError, KeyError, TypeError):
+        raise OpenAIError(502, f"model {asked.model} answered in a shape other than its handler's texts form: {data[:200]!r}") from None
+
+
+async def openai_models(request: web.Request) -> web.Response:
+    check_key(request)
+    return web.json_response(embeddings.models_list(await asyncio.to_thread(request.app[FRONT].embedding_models)))
+
+
+async def openai_model(request: web.Request) -> web.Response:
+    check_key(request)
+    name = request.match_info["model"]
+    if await asyncio.to_thread(request.app[FRONT].embedding_dimensions, name) is None:
+        raise OpenAIError(404, f"model {name!r} does not exist or serves no embeddings", param="model", code="model_not_found")
+    return web.json_response(embeddings.model_object(name))
+
+
 async def upstream_session(app: web.Application):
     """Kept-alive connections to TorchServe; bodies relayed as they are (no decompression, no added headers)."""
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_read=FORWARD_TIMEOUT_S)
@@ -148,8 +224,8 @@ async def upstream_session(app: web.Application):
 
 
 def app(front: Front) -> web.Application:
-    """The front's routes; a trailing slash is accepted as the v2 spec's clients sometimes send one."""
-    application = web.Application(middlewares=[v2_errors])
+    """The front's routes (v2, then OpenAI's); a trailing slash is accepted, as clients sometimes send one."""
+    application = web.Application(middlewares=[errors], client_max_size=front.max_request_size)
     application[FRONT] = front
     application.cleanup_ctx.append(upstream_session)
     for path, handler, method in [("/v2", server, "GET"), ("/v2/health/live", live, "GET"), ("/v2/health/ready", ready, "GET"),
@@ -157,7 +233,9 @@ def app(front: Front) -> web.Application:
                                   ("/v2/models/{model}/ready", model_ready, "GET"),
                                   ("/v2/models/{model}/versions/{version}/ready", model_ready, "GET"),
                                   ("/v2/models/{model}/infer", infer, "POST"),
-                                  ("/v2/models/{model}/versions/{version}/infer", infer, "POST")]:
+                                  ("/v2/models/{model}/versions/{version}/infer", infer, "POST"),
+                                  ("/v1/embeddings", openai_embeddings, "POST"), ("/v1/models", openai_models, "GET"),
+                                  ("/v1/models/{model}", openai_model, "GET")]:
         for variant in (path, f"{path}/"):
             if method == "GET":
                 application.router.add_get(variant, handler)

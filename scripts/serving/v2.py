@@ -24,13 +24,14 @@ import http.client
 import json
 import os
 import threading
+import time
 from http import HTTPStatus
 from importlib import metadata as package_metadata
 from pathlib import Path
 from urllib.parse import quote
 
-from scripts.serving import readiness
-from scripts.serving.ts_config import local_url
+from scripts.serving import keyfile, readiness
+from scripts.serving.ts_config import local_url, read_properties, setting
 
 NAME = "torchserve"
 EXTENSIONS = ("binary_tensor_data",)
@@ -41,6 +42,10 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
                         "transfer-encoding", "upgrade", "host", "expect"})
 NOT_RELAYED = HOP_BY_HOP | {"server", "date", "content-length"}
 NOT_RELAYED_WHEN_WRAPPED = NOT_RELAYED | {"content-type", "inference-header-content-length"}
+TORCHSERVE_MAX_REQUEST_SIZE = 6553500  # TorchServe's default max_request_size
+EMBEDDING_OUTPUT = "embedding"  # the v2 output that makes a model an embeddings model (/v1/embeddings)
+LOOKUP_TTL_S = 10  # how long which models serve embeddings is remembered: no management call per request
+FORGOTTEN = object()  # remembered_embedding_dimensions: not known, or known too long ago
 PATHS = "/v2, /v2/health/live, /v2/health/ready, /v2/models/<model>[/versions/<version>][/ready | /infer]"
 
 
@@ -129,20 +134,88 @@ def server_metadata() -> dict:
     return {"name": NAME, "version": version, "extensions": list(EXTENSIONS)}
 
 
+def embedding_size(metadata: dict) -> int | None:
+    """The vector size of a model whose v2 outputs hold `embedding` [-1, size]; None for any other model."""
+    for output in metadata.get("outputs", []):
+        shape = output.get("shape", [])
+        if output.get("name") == EMBEDDING_OUTPUT and len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0:
+            return shape[1]
+    return None
+
+
 class Front:
     """The answers, from TorchServe's inference and management APIs; model metadata cached per version."""
 
-    def __init__(self, server: readiness.Server, inference_url: str) -> None:
+    def __init__(self, server: readiness.Server, inference_url: str, max_request_size: int = TORCHSERVE_MAX_REQUEST_SIZE) -> None:
         self.server = server
         self.inference_url = inference_url.rstrip("/")
+        self.max_request_size = max_request_size
         self._described: dict[tuple[str, str, str], dict] = {}
+        self._embedding_sizes: dict[str, tuple[int | None, float]] = {}
+        self._key: tuple[int, str | None] | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: Path, key_file: Path, workflows: list[str], env: dict[str, str] | None = None) -> "Front":
-        """TorchServe's addresses as scripts/serving/ts_config.py reads them (TS_<API>_ADDRESS wins over the config)."""
+        """TorchServe's addresses and max_request_size as scripts/serving/ts_config.py reads them (TS_<KEY> wins)."""
         env = dict(os.environ) if env is None else env
-        return cls(readiness.Server.from_config(config, key_file, workflows, env), local_url(Path(config).read_text(), "inference", env))
+        text = Path(config).read_text()
+        size = setting(read_properties(text), "max_request_size", env)
+        return cls(readiness.Server.from_config(config, key_file, workflows, env), local_url(text, "inference", env),
+                   int(size) if size else TORCHSERVE_MAX_REQUEST_SIZE)
+
+    def inference_key(self) -> str | None:
+        """The inference key of key_file.json, read again when the file changes; None with token auth off."""
+        try:
+            changed = self.server.key_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if self._key is None or self._key[0] != changed:
+            self._key = (changed, keyfile.read_keys(self.server.key_file).get("inference"))
+        return self._key[1]
+
+    def embedding_dimensions(self, name: str) -> int | None:
+        """The vector size of model `name` if it serves embeddings, else None (not registered, or another
+        kind of model); remembered for LOOKUP_TTL_S."""
+        cached = self.remembered_embedding_dimensions(name)
+        if cached is not FORGOTTEN:
+            return cached
+        try:
+            size = embedding_size(self.model_metadata(name, None))
+        except V2Error as error:
+            if error.status not in (404, 501):
+                raise
+            size = None
+        with self._lock:
+            self._embedding_sizes[name] = (size, time.monotonic() + LOOKUP_TTL_S)
+        return size
+
+    def remembered_embedding_dimensions(self, name: str):
+        """embedding_dimensions' answer while it is remembered, else FORGOTTEN: no management call,
+        so the event loop may ask without a thread."""
+        with self._lock:
+            cached = self._embedding_sizes.get(name)
+        return cached[0] if cached is not None and time.monotonic() < cached[1] else FORGOTTEN
+
+    def embedding_models(self) -> list[str]:
+        """The registered models that serve embeddings; those with no READY worker yet, and the models
+        TorchServe registers for a workflow's nodes, are left out."""
+        status, listing = self._management("/models?limit=1000")
+        if status != 200 or not isinstance(listing, dict):
+            raise V2Error(502, f"TorchServe's management API answered GET /models with {status}: {listing}")
+        status, workflows = self._management("/workflows?limit=1000")
+        inner = tuple(f"{w.get('workflowName')}__" for w in (workflows.get("workflows", []) if status == 200 and isinstance(workflows, dict) else []))
+        names = []
+        for name in (m["modelName"] for m in listing.get("models", [])):
+            if inner and name.startswith(inner):  # a workflow's own copy of a model (<workflow>__<model>): not served alone
+                continue
+            try:
+                if self.embedding_dimensions(name) is not None:
+                    names.append(name)
+            except V2Error as error:
+                if error.status != 503:  # 503: no READY worker to describe it yet
+                    raise
+        return names
 
     def live(self) -> dict:
         """Live while the inference API answers at all (/ping with the key when there is one)."""

@@ -25,8 +25,14 @@ from scripts.serving.v2 import Front, V2Error
 class SayingFront(Front):
     """Answers with what it was asked, so that a test sees which route ran with which model and version."""
 
-    def __init__(self, inference_url: str = "http://127.0.0.1:1") -> None:
-        super().__init__(readiness.Server("http://127.0.0.1:1", Path("no-key-file.json")), inference_url)
+    def __init__(self, inference_url: str = "http://127.0.0.1:1", key_file: Path = Path("no-key-file.json"), max_request_size: int = 1 << 20) -> None:
+        super().__init__(readiness.Server("http://127.0.0.1:1", key_file), inference_url, max_request_size)
+
+    def embedding_dimensions(self, name: str) -> int | None:
+        return 3 if name == "minilm" else None
+
+    def embedding_models(self) -> list[str]:
+        return ["minilm"]
 
     def live(self) -> dict:
         return {"asked": "live"}
@@ -228,3 +234,77 @@ def test_a_taken_port_is_an_oserror_at_start():
             Running(app(SayingFront()), "127.0.0.1", first.port).start()
     finally:
         first.stop()
+
+
+def predictions_upstream(seen: list) -> web.Application:
+    """A stand-in for TorchServe's /predictions/{model}: the handler's texts form, three-dimensional vectors."""
+
+    async def answer(request: web.Request) -> web.Response:
+        texts = (await request.json())["texts"]
+        seen.append({"path": request.path, "texts": texts, "authorization": request.headers.get("Authorization")})
+        return web.json_response({"embeddings": [[float(len(t)), 0.0, 1.0] for t in texts], "truncated": [False] * len(texts),
+                                  "tokens": [len(t) + 2 for t in texts]})
+
+    upstream = web.Application()
+    upstream.router.add_post("/predictions/{model}", answer)
+    return upstream
+
+
+def test_openai_embeddings_make_one_texts_request():
+    seen = []
+    sent = {"model": "minilm", "input": ["ab", "cde"], "encoding_format": "float"}
+    status, _, body = call("POST", "/v1/embeddings", upstream=predictions_upstream(seen), json=sent, headers={"Authorization": "Bearer k"})
+    assert status == 200, body
+    assert json.loads(body) == {"object": "list", "model": "minilm", "usage": {"prompt_tokens": 9, "total_tokens": 9},
+                                "data": [{"object": "embedding", "index": 0, "embedding": [2.0, 0.0, 1.0]},
+                                         {"object": "embedding", "index": 1, "embedding": [3.0, 0.0, 1.0]}]}
+    assert seen == [{"path": "/predictions/minilm", "texts": ["ab", "cde"], "authorization": "Bearer k"}]
+
+
+@pytest.mark.parametrize(("sent", "status", "code"), [
+    ({"model": "nope", "input": "x"}, 404, "model_not_found"),
+    ({"model": "minilm", "input": "x", "dimensions": 2}, 400, None),
+    ({"model": "minilm", "input": [[1, 2]]}, 400, None),
+])
+def test_openai_refusals_never_reach_torchserve(sent, status, code):
+    seen = []
+    answered, _, body = call("POST", "/v1/embeddings", upstream=predictions_upstream(seen), json=sent)
+    error = json.loads(body)["error"]
+    assert (answered, error["code"]) == (status, code) and set(error) == {"message", "type", "param", "code"}
+    assert seen == []
+
+
+@pytest.fixture
+def key_file(tmp_path) -> Path:
+    path = tmp_path / "key_file.json"
+    path.write_text(json.dumps({api: {"key": f"{api}-key", "expiration time": "2099-01-01T00:00:00Z"} for api in ("management", "inference", "API")}))
+    return path
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/v1/models/minilm")])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Bearer management-key", "inference-key"])
+def test_openai_routes_want_the_inference_key(key_file, method, path, authorization):
+    seen = []
+    headers = {"Authorization": authorization} if authorization else {}
+    status, _, body = call(method, path, front=SayingFront(key_file=key_file), upstream=predictions_upstream(seen),
+                           json={"model": "minilm", "input": "x"}, headers=headers)
+    assert status == 401 and json.loads(body)["error"]["type"] == "authentication_error" and seen == []
+
+
+def test_openai_models_with_the_key(key_file):
+    auth = {"Authorization": "Bearer inference-key"}
+    status, _, body = call("GET", "/v1/models", front=SayingFront(key_file=key_file), headers=auth)
+    assert (status, [m["id"] for m in json.loads(body)["data"]]) == (200, ["minilm"])
+    assert json.loads(call("GET", "/v1/models/minilm", front=SayingFront(key_file=key_file), headers=auth)[2])["id"] == "minilm"
+    assert call("GET", "/v1/models/nope", front=SayingFront(key_file=key_file), headers=auth)[0] == 404
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/v1/embeddings", 405), ("POST", "/v1/completions", 404)])
+def test_openai_paths_refuse_in_openais_shape(method, path, status):
+    answered, _, body = call(method, path)
+    assert answered == status and path in json.loads(body)["error"]["message"]
+
+
+def test_a_body_over_max_request_size_is_a_413_in_openais_shape():
+    status, _, body = call("POST", "/v1/embeddings", front=SayingFront(max_request_size=1000), data=b"x" * 5000)
+    assert status == 413 and "max_request_size (1000 bytes)" in json.loads(body)["error"]["message"]
