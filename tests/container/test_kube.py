@@ -109,6 +109,17 @@ def test_gateway_v2_infer_classifies_with_the_token_and_refuses_without(kube_pla
         client.close()
 
 
+def test_gateway_serves_openais_embeddings_with_the_token_and_refuses_without(kube_play):
+    import openai  # the real client, as users point it at the gateway
+
+    client = openai.OpenAI(base_url=f"{GATEWAY}/v1", api_key=kube_play, max_retries=0, timeout=120)
+    answer = client.embeddings.create(model="minilm", input=["A cup of espresso on a wooden table."])
+    assert len(answer.data[0].embedding) == 384 and answer.usage.prompt_tokens > 2
+    assert [model.id for model in client.models.list()] == ["minilm"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{GATEWAY}/v1", api_key="wrong", max_retries=0).embeddings.create(model="minilm", input="x")
+
+
 @pytest.mark.parametrize("path, field", [("/predictions/efficientnet_lite0", "message"),
                                          ("/v2/models/efficientnet_lite0/infer", "error")])
 def test_gateway_refuses_a_body_over_its_limit_with_json(kube_play, path, field):
