@@ -7,6 +7,7 @@ drift hits both alike.
 
 Pairs compared (each: TorchServe's own route, the front's route, the same texts):
     v2      POST /v2/models/minilm/infer       -> the front relays it as it is
+    openai  POST /predictions/minilm {"texts"} -> POST /v1/embeddings (checked, made one texts request, reshaped)
 The median of the rounds is reported: p50 at concurrency 1 (the added latency) and throughput at
 the higher concurrency (the share of the direct throughput kept).
 """
@@ -44,6 +45,8 @@ def v2_body(texts: list[str]) -> dict:
 
 PAIRS = {
     "v2": Pair("v2", "/v2/models/minilm/infer", v2_body([TEXT]), "/v2/models/minilm/infer", v2_body([TEXT])),
+    "openai": Pair("openai", "/predictions/minilm", {"texts": [TEXT]}, "/v1/embeddings",
+                   {"model": "minilm", "input": [TEXT], "encoding_format": "float"}),
 }
 
 
