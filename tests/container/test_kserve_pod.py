@@ -1,8 +1,8 @@
 """deploy/kserve's ServingRuntime container, played by podman as KServe would start it: its env,
 its port, its probes' paths, a read-only root with emptyDirs, and `make kserve-store`'s layout
-mounted read-only at /mnt/models. tritonclient.http then classifies photos and embeds text
-through the one port KServe sends traffic to (the v2 front). No KServe controller, storage
-initializer or Knative runs here (docs/kserve.md says so)."""
+mounted read-only at /mnt/models. tritonclient.http then classifies photos and embeds text, and
+the openai client embeds text, through the one port KServe sends traffic to (the front). No KServe
+controller, storage initializer or Knative runs here (docs/kserve.md says so)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,21 @@ def test_tritonclient_classifies_and_embeds_through_the_runtime_port(pod):
         assert client.infer("minilm", [text], headers=headers).as_numpy("embedding").shape == (1, 384)
     finally:
         client.close()
+
+
+def test_openai_client_embeds_through_the_runtime_port(pod):
+    """The front answers OpenAI's embeddings API on the port KServe sends traffic to, as it does
+    under make serve and the gateway: the same vectors as v2, and the inference key checked."""
+    import openai  # the real client, pointed at the pod's port
+
+    name, url, spec = pod
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=inference_key(name, spec), max_retries=0, timeout=120)
+    answer = client.embeddings.create(model="minilm", input=["A cup of espresso.", "A cat on a sofa."])
+    assert [item.index for item in answer.data] == [0, 1] and len(answer.data[0].embedding) == 384
+    assert answer.usage.prompt_tokens == answer.usage.total_tokens > 4
+    assert [model.id for model in client.models.list()] == ["minilm"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0).embeddings.create(model="minilm", input="x")
 
 
 def test_torchserves_token_still_guards_inference(pod):
