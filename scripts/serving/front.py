@@ -15,6 +15,8 @@ The /v1 routes check the inference key themselves (Authorization: Bearer <key>, 
 refuse what they can before TorchServe sees it; every /v1 error is in OpenAI's shape. aiohttp does the
 HTTP/1.1 (keep-alive, chunked bodies both ways, back-pressure) and keeps a pool of kept-alive
 connections to TorchServe. The answers that ask the management API block, so they run in threads.
+orjson reads and writes the JSON the front makes: an embeddings answer is hundreds of floats, which
+the json module formats at ~0.5 us each (180 us a vector, a quarter of the front's CPU per request).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import json
 import sys
 import threading
 import traceback
@@ -30,6 +31,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from scripts.serving import embeddings
@@ -59,15 +61,15 @@ STOP_TIMEOUT_S = 5  # serve.py stops the front after TorchServe: nothing is left
 OPENAI_PATHS = "POST /v1/embeddings, GET /v1/models[/<model>]"
 
 
-def json_error(status: int, body: dict) -> web.Response:
-    return web.json_response(body, status=status)
+def json_response(body: dict, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def refusal(request: web.Request, status: int, message: str) -> web.Response:
     """A refusal in the shape of the path's protocol: OpenAI's under /v1/, v2's elsewhere."""
     if request.path.startswith("/v1/"):
-        return json_error(status, OpenAIError(status, message).body())
-    return json_error(status, {"error": message})
+        return json_response(OpenAIError(status, message).body(), status)
+    return json_response({"error": message}, status)
 
 
 @web.middleware
@@ -78,9 +80,9 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except OpenAIError as error:
-        return json_error(error.status, error.body())
+        return json_response(error.body(), error.status)
     except V2Error as error:
-        return json_error(error.status, error.body()) if not request.path.startswith("/v1/") else refusal(request, error.status, str(error))
+        return json_response(error.body(), error.status) if not request.path.startswith("/v1/") else refusal(request, error.status, str(error))
     except web.HTTPNotFound:
         paths = OPENAI_PATHS if request.path.startswith("/v1/") else f"the v2 paths: {PATHS}"
         return refusal(request, 404, f"no such path: {request.path} ({paths})")
@@ -102,11 +104,11 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
 
 async def answer(request: web.Request, ask, *args) -> web.Response:
     """A v2 answer from the management API, asked in a thread (readiness.py's calls block)."""
-    return web.json_response(await asyncio.to_thread(ask, *args))
+    return json_response(await asyncio.to_thread(ask, *args))
 
 
 async def server(_request: web.Request) -> web.Response:
-    return web.json_response(server_metadata())
+    return json_response(server_metadata())
 
 
 async def live(request: web.Request) -> web.Response:
@@ -196,14 +198,14 @@ async def openai_embeddings(request: web.Request) -> web.Response:
     if status >= 400:
         raise embeddings.torchserve_error(status, data)
     try:
-        return web.json_response(embeddings.response(asked, json.loads(data)))
+        return json_response(embeddings.response(asked, orjson.loads(data)))
     except (ValueError, KeyError, TypeError):
         raise OpenAIError(502, f"model {asked.model} answered in a shape other than its handler's texts form: {data[:200]!r}") from None
 
 
 async def openai_models(request: web.Request) -> web.Response:
     check_key(request)
-    return web.json_response(embeddings.models_list(await asyncio.to_thread(request.app[FRONT].embedding_models)))
+    return json_response(embeddings.models_list(await asyncio.to_thread(request.app[FRONT].embedding_models)))
 
 
 async def openai_model(request: web.Request) -> web.Response:
@@ -211,7 +213,7 @@ async def openai_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     if await asyncio.to_thread(request.app[FRONT].embedding_dimensions, name) is None:
         raise OpenAIError(404, f"model {name!r} does not exist or serves no embeddings", param="model", code="model_not_found")
-    return web.json_response(embeddings.model_object(name))
+    return json_response(embeddings.model_object(name))
 
 
 async def upstream_session(app: web.Application):

@@ -1,7 +1,7 @@
 """scripts/serving/ is what the running server imports: every
 module of it imports, in a fresh interpreter, with nothing beyond the standard library, the HTTP
-framework (aiohttp, with what aiohttp itself imports) and the folder itself. No requests, no test
-harness, no build or measuring code."""
+framework (aiohttp, with what aiohttp itself imports), orjson (the front's JSON) and the folder
+itself. No requests, no test harness, no build or measuring code."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def top_level(modules: set[str]) -> set[str]:
 
 def test_the_serving_folder_needs_only_the_standard_library_and_aiohttp():
     assert len(SERVING) >= 9, SERVING
-    framework = top_level(imported("aiohttp", "aiohttp.web"))
+    framework = top_level(imported("aiohttp", "aiohttp.web", "orjson"))
     loaded = imported(*SERVING)
     assert top_level(loaded) - framework == {"scripts"}
     ours = {name for name in loaded if name.startswith("scripts.")}
