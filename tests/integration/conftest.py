@@ -12,6 +12,8 @@ from scripts.build.archives import build_archive
 from scripts.build.weights import export
 from scripts.build.workflow import DEFAULT_SPEC, build_workflow
 from scripts.client.torchserve import TorchServe
+from scripts.serving.front import Running, app
+from scripts.serving.v2 import Front
 from tests.integration.figures import summary_lines
 from tests.support.images import encode_image as encode  # noqa: F401  (the integration tests import it from here)
 
@@ -38,6 +40,9 @@ def model_store(tmp_path_factory) -> Path:
     return store
 
 
+WORKFLOWS = ("photo_embedding.war",)  # what the session server registers
+
+
 @pytest.fixture(scope="session")
 def wf_store(tmp_path_factory) -> Path:
     """photo_embedding.war, whose models are the model store's archives."""
@@ -50,10 +55,19 @@ def wf_store(tmp_path_factory) -> Path:
 def server(tmp_path_factory, model_store, wf_store) -> TorchServe:
     ts = TorchServe.start(
         tmp_path_factory.mktemp("server"), model_store, "efficientnet_lite0=efficientnet_lite0.mar,minilm=minilm.mar",
-        workflow_store=wf_store, workflows=("photo_embedding.war",),
+        workflow_store=wf_store, workflows=WORKFLOWS,
     )
     yield ts
     assert ts.stop() == 0
+
+
+@pytest.fixture(scope="session")
+def front(server) -> str:
+    """The front on a free port in this process, as serve.py runs it, pointed at the session server's
+    config and key file; its /v2/health/ready waits for the session's workflow too."""
+    running = Running(app(Front.from_config(server.workdir / "config.properties", server.key_file, list(WORKFLOWS))), "127.0.0.1", 0).start()
+    yield running.url
+    running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,8 @@ import pytest
 
 from scripts.measure import front_overhead
 from scripts.measure.bench.wrk import find_wrk
-from scripts.serving.front import Running, app
-from scripts.serving.v2 import Front
 
 pytestmark = pytest.mark.skipif(find_wrk() is None, reason="wrk is not installed (apt-get install wrk; .ci/run installs it)")
-
-
-@pytest.fixture(scope="module")
-def front(server) -> str:
-    running = Running(app(Front.from_config(server.workdir / "config.properties", server.key_file, [])), "127.0.0.1", 0).start()
-    yield running.url
-    running.stop()
 
 
 def test_both_pairs_measured_with_the_fronts_cpu_per_request(settled, front, tmp_path):

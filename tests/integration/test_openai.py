@@ -16,20 +16,11 @@ import pytest
 import requests
 
 from scripts.client.torchserve import REPO
-from scripts.serving.front import Running, app
-from scripts.serving.v2 import Front
 from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
 
 SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today."]
 DOC = REPO / "docs" / "openai.md"
 DOC_FRONT = "http://127.0.0.1:8090"
-
-
-@pytest.fixture(scope="module")
-def front(server) -> str:
-    running = Running(app(Front.from_config(server.workdir / "config.properties", server.key_file, [])), "127.0.0.1", 0).start()
-    yield running.url
-    running.stop()
 
 
 @pytest.fixture(scope="module")

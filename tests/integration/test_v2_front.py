@@ -18,11 +18,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from scripts.client.torchserve import REPO
-from scripts.serving.front import Running, app
-from scripts.serving.v2 import Front
 from tests.integration.recipes import documented_recipes, documented_value, run_recipe
 
-WORKFLOWS = ["photo_embedding.war"]  # what the session server registers (tests/integration/conftest.py)
 PROBE = "v2front_probe"  # a model registered by this module alone, so that no other test's model is touched
 BROKEN_VERSION = "9.0"
 IMAGE_METADATA = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
@@ -32,14 +29,6 @@ TEXT_METADATA = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}
 HELLO = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello"]}]}
 DOC = REPO / "docs" / "protocols.md"
 DOC_FRONT = "http://127.0.0.1:8090"  # the address the docs show (make serve's V2_FRONT)
-
-
-@pytest.fixture(scope="module")
-def front(server) -> str:
-    """The front on a free port in this process, as serve.py runs it, pointed at the session server's config and key file."""
-    running = Running(app(Front.from_config(server.workdir / "config.properties", server.key_file, WORKFLOWS)), "127.0.0.1", 0).start()
-    yield running.url
-    running.stop()
 
 
 @pytest.fixture(scope="module")
