@@ -140,7 +140,8 @@ class BundleHandler(BaseHandler):
         self.device = select_device(properties.get("gpu_id"), torch.cuda.is_available())
         self.precision = effective_precision(self.settings.precision, self.device, cpu_has_native_bf16())
         self.autocast()  # fail at load time, not per request, on an impossible precision
-        self.runtime = effective_runtime(self.settings.runtime, self.device, self.precision,
+        # the precision asked for, not the one this CPU runs: onnxruntime + bf16 is refused on every machine
+        self.runtime = effective_runtime(self.settings.runtime, self.device, self.settings.precision,
                                          self.device.type == "cuda" and cuda_provider_available())
         self.threads = thread_count(self.settings.threads, len(os.sched_getaffinity(0)), _workers(yaml_config))
         torch.set_num_threads(self.threads)

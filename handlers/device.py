@@ -45,7 +45,9 @@ def effective_precision(requested: str, device: torch.device, native_bf16: bool)
 
 
 def effective_runtime(requested: str, device: torch.device, precision: str, cuda_provider: bool) -> str:
-    """onnxruntime on CPU (fp32 only); on a GPU worker only with onnxruntime-gpu, else torch."""
+    """onnxruntime on CPU (fp32 only); on a GPU worker only with onnxruntime-gpu, else torch.
+    `precision` is the one the config asks for, so that a config onnxruntime cannot run fails to
+    load on every machine, not only on CPUs with native bf16."""
     if requested == "onnxruntime" and device.type == "cuda" and not cuda_provider:
         log.info("runtime onnxruntime asked for on %s without onnxruntime-gpu: running torch", device)
         return "torch"
