@@ -80,7 +80,8 @@ def texts(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise OpenAIError(400, "'input' must be a non-empty string or a non-empty list of strings", param="input")
     if all(isinstance(item, int) and not isinstance(item, bool) for item in value) or any(isinstance(item, list) for item in value):
-        raise OpenAIError(400, "'input' as token ids is not supported: send the texts (the server tokenizes them)", param="input")
+        raise OpenAIError(400, "'input' as token ids is not supported: send the texts (the model tokenizes them with its own tokenizer; "
+                               "LangChain's OpenAIEmbeddings sends texts with check_embedding_ctx_length=False)", param="input")
     for index, item in enumerate(value):
         if not isinstance(item, str):
             raise OpenAIError(400, f"'input'[{index}] must be a string, not {type(item).__name__}", param="input")

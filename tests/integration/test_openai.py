@@ -9,6 +9,7 @@ import base64
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -122,13 +123,37 @@ def test_the_documented_recipes_give_their_shown_output(front, settled):
         assert agrees(documented_value(shown), parsed(out)), (command, out[:500])
 
 
-def test_the_readme_python_recipe_prints_its_shown_output(front, server):
-    """README's openai recipe, run as written from the server's working folder (its key_file.json)."""
-    blocks = re.findall(r"```(\w+)\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
-    ((code, shown),) = [(body, blocks[i + 1][1]) for i, (lang, body) in enumerate(blocks[:-1]) if lang == "python" and "openai.OpenAI" in body]
+def run_python_recipe(document: Path, marker: str, front: str, server) -> tuple[str, str]:
+    """The document's python block holding `marker`, run as written from the server's working folder
+    (its key_file.json) against `front`: (what it printed, the output the document shows after it)."""
+    blocks = re.findall(r"```(\w*)\n(.*?)```", document.read_text(), flags=re.S)
+    ((code, shown),) = [(body, blocks[i + 1][1]) for i, (lang, body) in enumerate(blocks[:-1]) if lang == "python" and marker in body]
     result = subprocess.run([sys.executable, "-c", code.replace(DOC_FRONT, front)], cwd=server.workdir, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    printed, shown = result.stdout.strip().rsplit(" ", 2), shown.strip().rsplit(" ", 2)
+    return result.stdout.strip(), shown.strip()
+
+
+def test_the_readme_python_recipe_prints_its_shown_output(front, server):
+    printed, shown = run_python_recipe(REPO / "README.md", "openai.OpenAI", front, server)
+    printed, shown = printed.rsplit(" ", 2), shown.rsplit(" ", 2)
     assert printed[1:] == shown[1:]  # dimensions, prompt tokens
     assert agrees(documented_value(shown[0]), parsed(printed[0])), printed
+
+
+def test_the_documented_langchain_recipe_prints_its_shown_output(front, server):
+    assert run_python_recipe(DOC, "OpenAIEmbeddings", front, server) == ("2 384", "2 384")
+
+
+def test_langchain_embeds_in_requests_within_max_texts_with_predictions_vectors(front, settled):
+    """LangChain's OpenAIEmbeddings (the real one) with docs/openai.md's settings: 70 documents go as
+    two requests of at most 64 texts, and come back as /predictions/minilm's vectors, in order."""
+    from langchain_openai import OpenAIEmbeddings
+
+    embedder = OpenAIEmbeddings(model="minilm", base_url=f"{front}/v1", api_key=settled.keys["inference"], max_retries=0,
+                                check_embedding_ctx_length=False, chunk_size=64)
+    documents = [f"{SENTENCES[i % len(SENTENCES)]} (document {i})" for i in range(70)]
+    vectors = embedder.embed_documents(documents)
+    expected = direct(settled, documents[:64])["embeddings"] + direct(settled, documents[64:])["embeddings"]
+    np.testing.assert_allclose(np.array(vectors), np.array(expected), atol=1e-6)
+    np.testing.assert_allclose(embedder.embed_query(SENTENCES[0]), direct(settled, SENTENCES[:1])["embeddings"][0], atol=1e-6)
