@@ -1,4 +1,4 @@
-"""Documented curl recipes and their shown outputs: find them, run them, compare.
+"""Documented curl and Python recipes and their shown outputs: find them, run them, compare.
 
 A shown output may abbreviate a long list with `...` (an embedding cut after a few numbers):
 it then matches a 384-long list that starts with the shown numbers.
@@ -18,15 +18,27 @@ from scripts.client.torchserve import REPO
 DEFAULT_PORTS = {"inference": "8080", "management": "8081", "metrics": "8082"}
 
 
+def code_blocks(doc: Path) -> list[tuple[str, str]]:
+    """(language, body) of each fenced block that names its language."""
+    return re.findall(r"```(\w+)\n(.*?)```", doc.read_text(), flags=re.S)
+
+
 def documented_recipes(doc: Path, url_fragment: str = "") -> list[tuple[str, str]]:
     """(shell command, the output block right after it) for each ```bash block running curl."""
-    blocks = re.findall(r"```(\w+)\n(.*?)```", doc.read_text(), flags=re.S)
+    blocks = code_blocks(doc)
     return [
         (body.strip(), blocks[i + 1][1])
         for i, (lang, body) in enumerate(blocks[:-1])
         if lang == "bash" and "curl" in body and url_fragment in body
         and blocks[i + 1][0] in ("json", "text")
     ]
+
+
+def documented_python(doc: Path, marker: str) -> tuple[str, str]:
+    """(code, the output block right after it) of the one ```python block holding `marker`."""
+    blocks = code_blocks(doc)
+    ((code, shown),) = [(body, blocks[i + 1][1]) for i, (lang, body) in enumerate(blocks[:-1]) if lang == "python" and marker in body]
+    return code, shown
 
 
 def run_recipe(command: str, server) -> str:

@@ -6,7 +6,6 @@ come in OpenAI's shape with the status the client maps to its exception types.""
 from __future__ import annotations
 
 import base64
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 import requests
 
 from scripts.client.torchserve import REPO
-from tests.integration.recipes import agrees, documented_recipes, documented_value, parsed, run_recipe
+from tests.integration.recipes import agrees, documented_python, documented_recipes, documented_value, parsed, run_recipe
 
 SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today."]
 DOC = REPO / "docs" / "openai.md"
@@ -126,8 +125,7 @@ def test_the_documented_recipes_give_their_shown_output(front, settled):
 def run_python_recipe(document: Path, marker: str, front: str, server) -> tuple[str, str]:
     """The document's python block holding `marker`, run as written from the server's working folder
     (its key_file.json) against `front`: (what it printed, the output the document shows after it)."""
-    blocks = re.findall(r"```(\w*)\n(.*?)```", document.read_text(), flags=re.S)
-    ((code, shown),) = [(body, blocks[i + 1][1]) for i, (lang, body) in enumerate(blocks[:-1]) if lang == "python" and marker in body]
+    code, shown = documented_python(document, marker)
     result = subprocess.run([sys.executable, "-c", code.replace(DOC_FRONT, front)], cwd=server.workdir, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

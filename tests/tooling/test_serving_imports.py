@@ -32,7 +32,7 @@ def top_level(modules: set[str]) -> set[str]:
     return {name.split(".")[0] for name in modules} - set(sys.stdlib_module_names) - {"__main__"}
 
 
-def test_the_serving_folder_needs_only_the_standard_library_and_aiohttp():
+def test_the_serving_folder_needs_only_the_standard_library_aiohttp_and_orjson():
     assert len(SERVING) >= 9, SERVING
     framework = top_level(imported("aiohttp", "aiohttp.web", "orjson"))
     loaded = imported(*SERVING)
