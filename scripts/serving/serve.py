@@ -49,8 +49,9 @@ READY_TIMEOUT_S = 600  # two models on 2 cores load in well under a minute; a sl
 
 def torchserve_command(config: Path, model_store: Path, models: list[str], snapshots: bool = False,
                        workflow_store: Path | None = None, log_config: Path | None = None) -> list[str]:
-    launcher = Path(sys.executable).with_name("torchserve")
-    command = [str(launcher), "--start", "--foreground", *([] if snapshots else ["--ncs"]),
+    """TorchServe's launcher run as its module (what the `torchserve` script calls), by this interpreter: it runs
+    wherever `ts` imports, also where TorchServe is on PYTHONPATH with no script installed (../shared/gpu-host)."""
+    command = [sys.executable, "-m", "ts.model_server", "--start", "--foreground", *([] if snapshots else ["--ncs"]),
                "--ts-config", str(config), "--model-store", str(model_store)]
     if log_config is not None:
         command += ["--log-config", str(log_config)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
@@ -25,6 +27,14 @@ SNAPSHOT = f"#Saving snapshot\ninference_address=http\\://127.0.0.1\\:18080\n{MO
 def test_snapshots_are_off_unless_asked_for(tmp_path):
     assert "--ncs" in torchserve_command(tmp_path / "c", tmp_path / "s", [])
     assert "--ncs" not in torchserve_command(tmp_path / "c", tmp_path / "s", [], snapshots=True)
+
+
+def test_the_launcher_is_torchserves_module_run_by_this_interpreter(tmp_path):
+    """No `torchserve` script is needed beside the interpreter (an offline GPU host has ts on PYTHONPATH only)."""
+    command = torchserve_command(tmp_path / "c", tmp_path / "s", [])
+    assert command[:3] == [sys.executable, "-m", "ts.model_server"]
+    version = subprocess.run([*command[:3], "--version"], capture_output=True, text=True, timeout=60, check=True)
+    assert "TorchServe Version is 0.12.0" in version.stdout
 
 
 def test_no_snapshot_keeps_the_config(tmp_path):
