@@ -48,6 +48,7 @@ def test_dry_run_served_every_cell_without_an_error(dry_run):
         assert [cell["concurrency"] for cell in section["cells"]] == list(results["plan"]["concurrencies"])
         for row in [*section["cells"], section["after_ready"]["first"], section["after_ready"]["next"]]:
             assert row["ok"] > 0 and row["not_ok"] == 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+        assert all(cell["client"].startswith("aiohttp x") and 0 < cell["client_cpu_share"] < 1 for cell in section["cells"])
         assert {row["batch_size"] for row in section["in_process"]} == {1, section["config"]["batchSize"]}
     assert results["models"]["efficientnet_lite0"]["config"]["handler"]["jpeg_decoder"] == "torchvision"
     assert results["gpu_series"] == []  # the metrics were scraped; no GPU, no GPU series

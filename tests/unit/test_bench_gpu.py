@@ -31,7 +31,7 @@ def results(mode: str = "gpu", first_p99: float = 150.0) -> dict:
              "after_ready": {"first": {**window, "p99_ms": first_p99}, "next": {**window, "p99_ms": 50.0}},
              "in_process": [{"batch_size": 1, "throughput": 500, "latency_ms": 2.0}, {"batch_size": 64, "throughput": 6000, "latency_ms": 10.7}]}
     return {"started_at": "now", "mode": mode, "gpus": 1, "gpu_series": ["GPUMemoryUsed", "GPUUtilization"],
-            "workers_per_gpu": 2, "floor": cell(128, 6500, 20),
+            "workers_per_gpu": 2, "load_processes": 4, "floor": cell(128, 6500, 20),
             "machine": {"gpu": "H200", "cpu": "x", "cores": 16, "torch": "2.11"}, "models": {"efficientnet_lite0": image}}
 
 
@@ -57,6 +57,7 @@ def test_a_cpu_dry_run_meets_no_target():
 def test_report_names_the_host_and_every_cell():
     report = render_markdown(results())
     assert "H200, 1 GPU(s)" in report and "| 128 | 4100 | 45.0 | 90 | 0 |" in report
+    assert "aiohttp clients in 4 processes on the same host" in report
     assert "first 10 s 1.0 req/s, p99 150.0 ms" in report and "| 64 | 6000 | 10.7 |" in report
 
 

@@ -14,7 +14,8 @@ model-config.yaml (scripts/build/gpu_config.py), SERVE_WORKERS_PER_GPU workers p
 - the floor at c128, and each model's handler in process at batch 1 and its batchSize, decoding
   included (the ceiling);
 - which of TorchServe's GPU series :8082/metrics shows at the end (collected once a minute).
-The load comes from Python threads on this host (`client` in each row): wrk is rarely on a GPU host.
+The load comes from this host (scripts/measure/bench/http_load.py: aiohttp clients in a quarter of the cores'
+processes; each row names it and its CPU share): wrk is rarely on a GPU host.
 Writes <out>/results.json, report.md and throughput.png.
 """
 
@@ -32,11 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-import requests
 import torch
 
 from scripts.build.gpu_config import gpu_variant  # the rewrite the GPU image applies
 from scripts.client.torchserve import START_TIMEOUT_S, TorchServe, poll_until
+from scripts.measure.bench.http_load import Cell, LoadProcesses, default_processes
 from scripts.measure.bench.gpu_report import render_markdown, summarise_window, write_plot
 from scripts.measure.bench.machine import machine_info
 from scripts.measure.bench.plan import IMAGE, REPO, TEXT
@@ -112,47 +113,26 @@ class GpuSampler:
                 "gpu_mem_mb": max(s[0][1] for s in self.samples)}
 
 
-def timed_load(url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float) -> list[tuple[float, float, int]]:
-    """`concurrency` keep-alive clients posting back to back for `seconds`: (start offset s, latency ms,
-    status) per request; status 0 for one with no HTTP answer."""
-    records: list[tuple[float, float, int]] = []
-    lock = threading.Lock()
-    started = time.perf_counter()
-    deadline = started + seconds
-
-    def client() -> None:
-        session, mine = requests.Session(), []
-        while (begin := time.perf_counter()) < deadline:
-            try:
-                status = session.post(url, data=body, headers=headers, timeout=60).status_code
-            except requests.RequestException:
-                status = 0
-            mine.append((begin - started, (time.perf_counter() - begin) * 1000, status))
-        with lock:
-            records.extend(mine)
-
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return records
-
-
-def served_rows(server: TorchServe, model: str, body: bytes, content_type: str, plan: dict) -> dict:
+def served_rows(server: TorchServe, load: LoadProcesses, model: str, body: bytes, content_type: str, plan: dict) -> dict:
     """The first 10 s of load apart from the next 10 s (c128, or the plan's largest), then one cell per concurrency."""
     url, headers = server.prediction_url(model), {**server.auth("inference"), "Content-Type": content_type}
     top = max(plan["concurrencies"])
     with GpuSampler() as sampler:
-        records = timed_load(url, body, headers, top, 2 * plan["window_s"])
+        records = load.run(url, body, headers, top, 2 * plan["window_s"]).records
     windows = {"first": summarise_window(records, 0, plan["window_s"], top),
                "next": summarise_window(records, plan["window_s"], 2 * plan["window_s"], top), **sampler.summary()}
     cells = []
     for concurrency in plan["concurrencies"]:
         with GpuSampler() as sampler:
-            records = timed_load(url, body, headers, concurrency, plan["cell_s"])
-        cells.append({**summarise_window(records, 0, plan["cell_s"], concurrency), **sampler.summary(), "client": "python threads"})
+            cell = load.run(url, body, headers, concurrency, plan["cell_s"])
+        cells.append({**summarise_window(cell.records, 0, plan["cell_s"], concurrency), **sampler.summary(),
+                      **client_fields(cell, plan["cell_s"])})
     return {"after_ready": windows, "cells": cells}
+
+
+def client_fields(cell: Cell, seconds: float) -> dict:
+    """Which client loaded the cell and how much of the host it took (it shares the host with the server)."""
+    return {"client": f"aiohttp x{cell.processes}", "client_cpu_share": cell.cpu_share(seconds)}
 
 
 def in_process_rows(model: str, weights_dir: Path, config: dict, gpu_id: int | None, body: bytes, seconds: float) -> list[dict]:
@@ -191,16 +171,17 @@ def run(args) -> dict:
     bodies = {IMAGE: (REPO / "samples" / "cat.jpg").read_bytes(), TEXT: TEXT_BODY, FLOOR: b"x"}
     results: dict[str, Any] = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                "mode": "cpu-dry-run" if args.cpu_dry_run else "gpu", "machine": machine_info(),
-                               "gpus": gpus, "workers_per_gpu": WORKERS_PER_GPU, "plan": plan, "models": {}}
-    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as workdir:
+                               "gpus": gpus, "workers_per_gpu": WORKERS_PER_GPU, "load_processes": args.load_processes,
+                               "plan": plan, "models": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as workdir, LoadProcesses(args.load_processes) as load:
         server, configs = start_server(Path(workdir), args.model_store, gpus, args.cpu_dry_run, args.models)
         try:
             for model in args.models:
                 results["models"][model] = {"config": configs[model],
-                                            **served_rows(server, model, bodies[model], CONTENT_TYPES[model], plan)}
-            floor = timed_load(server.prediction_url(FLOOR), bodies[FLOOR], server.auth("inference"), max(plan["concurrencies"]),
-                               plan["cell_s"])
-            results["floor"] = summarise_window(floor, 0, plan["cell_s"], max(plan["concurrencies"]))
+                                            **served_rows(server, load, model, bodies[model], CONTENT_TYPES[model], plan)}
+            top = max(plan["concurrencies"])
+            floor = load.run(server.prediction_url(FLOOR), bodies[FLOOR], server.auth("inference"), top, plan["cell_s"])
+            results["floor"] = {**summarise_window(floor.records, 0, plan["cell_s"], top), **client_fields(floor, plan["cell_s"])}
             results["gpu_series"] = sorted({name for name, _, _ in server.metric_samples() if name in GPU_SERIES})
         finally:
             server.stop()
@@ -218,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/bench-gpu"))
     parser.add_argument("--models", nargs="+", default=[IMAGE, TEXT])
     parser.add_argument("--cpu-dry-run", action="store_true", help="run every step on the CPU, briefly (no GPU figures)")
+    parser.add_argument("--load-processes", type=int, default=default_processes(),
+                        help="processes of the load client (default: a quarter of the cores)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() and not args.cpu_dry_run:
         print("bench-gpu: no CUDA device here (torch.cuda.is_available() is False): nothing measured. "

@@ -63,21 +63,26 @@ def evaluate(results: dict) -> list[dict]:
 
 
 def _cell_rows(cells: Sequence[dict]) -> list[list[Any]]:
-    return [[c["concurrency"], c["throughput_rps"], c["p50_ms"], c["p99_ms"], c["not_ok"], c.get("gpu_util_pct"), c.get("gpu_mem_mb")]
-            for c in cells]
+    return [[c["concurrency"], c["throughput_rps"], c["p50_ms"], c["p99_ms"], c["not_ok"], c.get("gpu_util_pct"), c.get("gpu_mem_mb"),
+             _percent(c.get("client_cpu_share"))] for c in cells]
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 1)
 
 
 def render_markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [f"# bench-gpu, {results['started_at']} ({results['mode']})", "",
              f"Host: {machine['gpu'] or 'no GPU'}, {results['gpus']} GPU(s), {machine['cpu']} ({machine['cores']} cores), "
-             f"torch {machine['torch']}; {results['workers_per_gpu']} workers per GPU; load from Python threads on the same host.", ""]
+             f"torch {machine['torch']}; {results['workers_per_gpu']} workers per GPU; load from aiohttp clients in "
+             f"{results['load_processes']} processes on the same host (their share of its CPU: `client CPU %`).", ""]
     if results["mode"] != "gpu":
         lines += ["**A CPU dry run: it checks the steps; none of its figures is a GPU's.**", ""]
     floor = results["floor"]
     lines += [f"TorchServe's floor (do-nothing handler, batch 32) at c{floor['concurrency']}: {floor['throughput_rps']} req/s, "
-              f"p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms.", ""]
-    headers = ["concurrency", "req/s", "p50 ms", "p99 ms", "not 200", "GPU util %", "GPU mem MB"]
+              f"p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, client CPU {_percent(floor.get('client_cpu_share'))}%.", ""]
+    headers = ["concurrency", "req/s", "p50 ms", "p99 ms", "not 200", "GPU util %", "GPU mem MB", "client CPU %"]
     for model, section in results["models"].items():
         config = section["config"]
         windows = section["after_ready"]
