@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,8 +36,8 @@ import torch
 
 from scripts.build.gpu_config import gpu_variant  # the rewrite the GPU image applies
 from scripts.client.torchserve import START_TIMEOUT_S, TorchServe, poll_until
-from scripts.measure.bench.http_load import Cell, LoadProcesses, default_processes
 from scripts.measure.bench.gpu_report import render_markdown, summarise_window, write_plot
+from scripts.measure.bench.http_load import Cell, LoadProcesses, default_processes
 from scripts.measure.bench.machine import machine_info
 from scripts.measure.bench.plan import IMAGE, REPO, TEXT
 from scripts.measure.bench.raw import raw_rows
