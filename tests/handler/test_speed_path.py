@@ -82,3 +82,6 @@ def test_agreement_measurement_on_a_few_crops(model_dir):
     assert result["crops"] == 4 and result["photos"] >= 3
     assert result["candidate"] == {key: SHIPPED["handler"][key] for key in REFERENCE}
     assert len(result["disagreements"]) == round((1 - result["agreement"]) * 4)
+    labels = {item["photo"]: item["reference"] for item in result["photo_labels"]}
+    assert len(labels) == result["photos"] and labels["coffee.jpg"] == "espresso"
+    assert all(item["candidate"] == item["reference"] for item in result["photo_labels"])  # the shipped config keeps them
