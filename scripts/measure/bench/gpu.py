@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,6 +55,7 @@ CONTENT_TYPES = {IMAGE: "application/octet-stream", TEXT: "application/json", FL
 TEXT_BODY = json.dumps({"text": "The match went to extra time before the home side scored the winning goal."}).encode()
 FULL = {"concurrencies": (1, 64, 128), "cell_s": 10.0, "window_s": 10.0, "raw_s": 3.0}
 DRY = {"concurrencies": (1, 4), "cell_s": 1.5, "window_s": 1.5, "raw_s": 0.3}
+SERVER_DIR = "server"  # the server's working folder inside the bench's temp folder: serve.out, logs/
 WORKERS_PER_GPU = 2  # the image's SERVE_WORKERS_PER_GPU
 GPU_SERIES = ("GPUUtilization", "GPUMemoryUsed", "GPUMemoryUtilization")  # TorchServe's, with nvgpu (docs/metrics.md)
 
@@ -149,7 +151,7 @@ def start_server(workdir: Path, model_store: Path, gpus: int, dry_run: bool, mod
         write_variant(model_store / f"{model}.mar", store / f"{model}.mar", configs[model])
     write_floor(store)
     load = ",".join([f"{FLOOR}={FLOOR}", *(f"{m}={m}.mar" for m in models)])
-    server = TorchServe.start(workdir / "server", store, load)
+    server = TorchServe.start(workdir / SERVER_DIR, store, load)
     try:
         poll_until(lambda: all(_ready(server, m) for m in (FLOOR, *models)), START_TIMEOUT_S,
                    f"every worker READY; see {server.workdir / 'serve.out'}", interval_s=0.2)
@@ -159,9 +161,34 @@ def start_server(workdir: Path, model_store: Path, gpus: int, dry_run: bool, mod
     return server, configs
 
 
+def archive_weights(archive: Path) -> str:
+    """Where the archive's weights came from (its metadata.json): the kit for offline GPU hosts may serve
+    random values of the real shapes (scripts/measure/gpu_kit.py), and the report must say so."""
+    with zipfile.ZipFile(archive) as mar:
+        return json.loads(mar.read("metadata.json")).get("source", "not recorded")
+
+
 def _ready(server: TorchServe, model: str) -> bool:
     workers = server.describe(model).json()[0]["workers"]
     return bool(workers) and all(w["status"] == "READY" for w in workers)
+
+
+def serve_and_load(workdir: Path, args, plan: dict, gpus: int, bodies: dict[str, bytes], load: LoadProcesses,
+                   results: dict) -> dict:
+    """Every served row into `results`: each model's windows and cells, then the floor and the GPU series.
+    Returns the configs served."""
+    server, configs = start_server(workdir, args.model_store, gpus, args.cpu_dry_run, args.models)
+    try:
+        for model in args.models:
+            results["models"][model] = {"config": configs[model], "weights": archive_weights(args.model_store / f"{model}.mar"),
+                                        **served_rows(server, load, model, bodies[model], CONTENT_TYPES[model], plan)}
+        top = max(plan["concurrencies"])
+        floor = load.run(server.prediction_url(FLOOR), bodies[FLOOR], server.auth("inference"), top, plan["cell_s"])
+        results["floor"] = {**summarise_window(floor.records, 0, plan["cell_s"], top), **client_fields(floor, plan["cell_s"])}
+        results["gpu_series"] = sorted({name for name, _, _ in server.metric_samples() if name in GPU_SERIES})
+    finally:
+        server.stop()
+    return configs
 
 
 def run(args) -> dict:
@@ -173,17 +200,12 @@ def run(args) -> dict:
                                "gpus": gpus, "workers_per_gpu": WORKERS_PER_GPU, "load_processes": args.load_processes,
                                "plan": plan, "models": {}}
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as workdir, LoadProcesses(args.load_processes) as load:
-        server, configs = start_server(Path(workdir), args.model_store, gpus, args.cpu_dry_run, args.models)
         try:
-            for model in args.models:
-                results["models"][model] = {"config": configs[model],
-                                            **served_rows(server, load, model, bodies[model], CONTENT_TYPES[model], plan)}
-            top = max(plan["concurrencies"])
-            floor = load.run(server.prediction_url(FLOOR), bodies[FLOOR], server.auth("inference"), top, plan["cell_s"])
-            results["floor"] = {**summarise_window(floor.records, 0, plan["cell_s"], top), **client_fields(floor, plan["cell_s"])}
-            results["gpu_series"] = sorted({name for name, _, _ in server.metric_samples() if name in GPU_SERIES})
+            configs = serve_and_load(Path(workdir), args, plan, gpus, bodies, load, results)
         finally:
-            server.stop()
+            if args.logs:  # the server's folder goes with the temp folder: keep its logs, above all of a failed start
+                shutil.copytree(Path(workdir) / SERVER_DIR, args.logs, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("key_file.json", "run"))
     for model in args.models:
         gpu_id = None if args.cpu_dry_run else 0
         results["models"][model]["in_process"] = in_process_rows(model, args.weights_dir, configs[model], gpu_id,
@@ -198,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("build/bench-gpu"))
     parser.add_argument("--models", nargs="+", default=[IMAGE, TEXT])
     parser.add_argument("--cpu-dry-run", action="store_true", help="run every step on the CPU, briefly (no GPU figures)")
+    parser.add_argument("--logs", type=Path, help="copy the server's logs (serve.out, logs/) here at the end")
     parser.add_argument("--load-processes", type=int, default=default_processes(),
                         help="processes of the load client (default: a quarter of the cores)")
     args = parser.parse_args(argv)

@@ -87,7 +87,7 @@ def render_markdown(results: dict) -> str:
         config = section["config"]
         windows = section["after_ready"]
         seconds = windows["first"]["window_s"][1]
-        lines += [f"## {model}", "",
+        lines += [f"## {model}", "", f"Weights: {section.get('weights', 'not recorded')}.", "",
                   f"batchSize {config['batchSize']}, maxBatchDelay {config['maxBatchDelay']} ms, {config['maxWorkers']} workers, "
                   f"handler {config['handler'].get('precision')}, compile {config['handler'].get('compile', 'none')}", "",
                   markdown_table(headers, _cell_rows(section["cells"])), "",
