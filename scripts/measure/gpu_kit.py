@@ -1,0 +1,252 @@
+"""`make bench-gpu` and the GPU agreement gate on an offline GPU host, from one upload of at most 64 MiB.
+
+Such a host (../shared/gpu-host/README.md) has Python with torch, torchvision and aiohttp, a copy of this
+checkout, and nothing else: no Java, no TorchServe, no network. The kit (.gpu-kit/, git-ignored) holds what
+the checkout lacks:
+- a JRE cut by jlink and TorchServe's Python package and jar (the gpu-host tools' stage.sh, ~36 MB xz);
+- efficientnet_lite0.mar without model.onnx, which the GPU variant (runtime torch) never reads: 17 MB;
+- minilm.mar without its weights: 90 MB of fp32 do not fit. The run fills the architecture with random
+  values of the same shapes, so minilm's served figures are of speed only; the report says so;
+- the wheels the host lacks: orjson (the front) and nvgpu (TorchServe's GPU metrics).
+
+    python -m scripts.measure.gpu_kit stage                              # here: make archive first; -> .gpu-kit/
+    python3 -m scripts.measure.gpu_kit run --out "$OUT"                  # there, from the checkout's root
+    python -m scripts.measure.gpu_kit run --out /tmp/kit --cpu-dry-run   # here: every step on the CPU, first
+
+`run` unpacks the kit in the temp folder, then writes to --out: bench/ (report.md, results.json,
+throughput.png), agreement.txt (the GPU variant against the CPU fp32 reference: crops and whole photos),
+run.log (every step's output) and logs.tar.gz (TorchServe's logs of the bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import yaml
+
+from models.registry import get_spec
+from scripts.build.gpu_config import gpu_variant
+
+REPO = Path(__file__).resolve().parents[2]
+KIT = REPO / ".gpu-kit"
+UPLOAD_LIMIT_MB = 64  # the device tool's limit for the checkout and the kit together
+CHECKOUT_ALLOWANCE_MB = 4  # what the tracked tree takes of it (1.7 MB on 2026-12-05)
+IMAGE, TEXT = "efficientnet_lite0", "minilm"
+LEFT_OUT = {IMAGE: {"model.onnx"}, TEXT: {"model.onnx", "model.safetensors"}}
+RANDOM_WEIGHTS = (TEXT,)
+RANDOM_SOURCE = "random values of the real shapes (scripts/measure/gpu_kit.py: the weights do not fit the upload); speed only"
+WHEELS = {"orjson": "orjson", "nvgpu": "nvgpu"}  # distribution -> module the host must import
+HOST_PYTHON = ("3.12", "cp312")
+HOST_CHECK = """
+import os, subprocess, aiohttp, orjson, torch, torchvision, ts
+print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.version.cuda, "torchvision", torchvision.__version__)
+print("TorchServe", ts.__version__, "from", os.path.dirname(ts.__file__))
+java = os.path.join(os.environ["JAVA_HOME"], "bin", "java")
+print(java, subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()[0])
+"""  # what the run uses, in its log: the kit's TorchServe and JRE, the host's torch  # the GPU host's interpreter (/work/.library/device/KINDS.md)
+
+
+# --- here: stage ---------------------------------------------------------------------------------
+
+def slim_archive(source: Path, target: Path, left_out: Iterable[str]) -> Path:
+    """`source` .mar without the members named in `left_out` (the archive stays a valid .mar)."""
+    left_out = set(left_out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename not in left_out:
+                dst.writestr(info, src.read(info))
+    return target
+
+
+def fetch_wheels(folder: Path) -> list[Path]:
+    """orjson as built for the host's Python, and nvgpu (an sdist on PyPI) built into a wheel here."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "-q"]
+    python, abi = HOST_PYTHON
+    subprocess.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+                    "--abi", abi, "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
+                    "-d", str(folder), f"orjson=={version('orjson')}"], check=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(folder), f"nvgpu=={gpu_extra_pin('nvgpu')}"], check=True)
+    return sorted(folder.glob("*.whl"))
+
+
+def gpu_extra_pin(name: str) -> str:
+    """The version pyproject.toml's `gpu` extra pins for `name` (the GPU image installs the same)."""
+    import tomllib
+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    return next(spec.split("==")[1] for spec in extra if spec.split("==")[0] == name)
+
+
+def size_mb(folder: Path) -> float:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 2**20
+
+
+def stage(kit: Path, model_store: Path, tools: Path) -> Path:
+    """Write the kit; refuse one that would not fit the upload beside the checkout."""
+    if kit.exists():
+        shutil.rmtree(kit)
+    subprocess.run(["bash", str(tools / "stage.sh"), str(kit / "host")], cwd=REPO, check=True)
+    for model, left_out in LEFT_OUT.items():
+        slim_archive(model_store / f"{model}.mar", kit / "model-store" / f"{model}.mar", left_out)
+    fetch_wheels(kit / "wheels")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    (kit / "kit.json").write_text(json.dumps({"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                              "commit": commit, "random_weights": list(RANDOM_WEIGHTS)}, indent=2) + "\n")
+    total = size_mb(kit)
+    if total > UPLOAD_LIMIT_MB - CHECKOUT_ALLOWANCE_MB:
+        raise SystemExit(f"gpu_kit: {kit} is {total:.1f} MiB; with the checkout it would not fit the {UPLOAD_LIMIT_MB} MiB upload")
+    print(f"gpu_kit: {kit} is {total:.1f} MiB (limit {UPLOAD_LIMIT_MB} MiB with the checkout)")
+    return kit
+
+
+# --- there: run ----------------------------------------------------------------------------------
+
+def host_env(kit: Path, root: Path, log) -> dict[str, str]:
+    """The kit's JRE and TorchServe unpacked under `root` (its install.py), its missing wheels installed,
+    and the environment that runs the checkout's code with them."""
+    exports = subprocess.run([sys.executable, str(kit / "host" / "install.py"), str(root)], capture_output=True, text=True,
+                             check=True).stdout
+    values = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines() if line.startswith("export "))
+    # PYTHONPATH=<root>/tree:<root>/site${PYTHONPATH:+:$PYTHONPATH}: the checkout stands in for the tree
+    site = values["PYTHONPATH"].split("${")[0].split(":")[-1]
+    wheels = root / "wheels"
+    missing = [wheel for wheel in sorted((kit / "wheels").glob("*.whl"))
+               if importlib.util.find_spec(WHEELS[wheel.name.split("-")[0]]) is None]
+    if missing:
+        log(f"installing {[wheel.name for wheel in missing]} into {wheels}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--target",
+                        str(wheels), *map(str, missing)], check=True)
+    path = [str(REPO), site, str(wheels), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "JAVA_HOME": values["JAVA_HOME"], "PYTHONPATH": ":".join(path), "PYTHONUNBUFFERED": "1"}
+
+
+def fill_random_weights(model_dir: Path, seed: int = 0) -> str:
+    """Write the weights file metadata.json names: the architecture's own initialisation (random values of
+    the real shapes), and record its sha256 and where it came from. Returns the sha256."""
+    import torch
+    from safetensors.torch import save_file
+
+    from handlers.architectures import build_module
+    from handlers.weights import read_metadata, sha256_file
+
+    metadata = read_metadata(model_dir)
+    torch.manual_seed(seed)
+    state = {key: tensor.detach().contiguous().clone() for key, tensor in build_module(metadata["architecture"], model_dir).state_dict().items()}
+    weights = model_dir / metadata["weights_file"]
+    save_file(state, str(weights))
+    metadata.update(sha256=sha256_file(weights), source=RANDOM_SOURCE)
+    (model_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata["sha256"]
+
+
+def unpack_models(kit: Path, root: Path) -> tuple[Path, Path]:
+    """The model store the bench serves (random weights filled in where the kit left them out) and the
+    unpacked folders its in-process rows and the agreement load."""
+    store, weights = root / "model-store", root / "weights"
+    for folder in (store, weights):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    random_weights = json.loads((kit / "kit.json").read_text())["random_weights"]
+    for archive in sorted((kit / "model-store").glob("*.mar")):
+        model = archive.stem
+        with zipfile.ZipFile(archive) as mar:
+            mar.extractall(weights / model)
+        if model in random_weights:
+            fill_random_weights(weights / model)
+        with zipfile.ZipFile(store / archive.name, "w", zipfile.ZIP_STORED) as mar:
+            for path in sorted((weights / model).rglob("*")):
+                if path.is_file():
+                    mar.write(path, path.relative_to(weights / model).as_posix())
+    return store, weights
+
+
+def agreement_args(weights: Path, dry_run: bool) -> list[str]:
+    """The GPU image's handler settings for efficientnet_lite0 against the CPU fp32 reference (a dry run:
+    the same path on the CPU, briefly: torchvision's decoder, fp32, 16 crops)."""
+    handler = gpu_variant(yaml.safe_load(get_spec(IMAGE).config_path.read_text()))["handler"]
+    if dry_run:
+        handler = {**handler, "jpeg_decoder": "torchvision", "precision": "fp32"}
+    pairs = [f"{key}={json.dumps(value)}" for key, value in handler.items() if not isinstance(value, dict)]
+    return ["--model", IMAGE, "--model-dir", str(weights / IMAGE), *(["--crops", "16"] if dry_run else ["--gpu-id", "0"]),
+            "--set", *pairs]
+
+
+def run(kit: Path, out: Path, dry_run: bool, root: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "run.log", "a") as log_file:
+
+        def log(message: str) -> None:
+            line = f"[gpu_kit {datetime.now(timezone.utc):%H:%M:%S}] {message}"
+            print(line, flush=True)
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        def step(name: str, command: Sequence[str], env: dict, output: Path | None = None) -> int:
+            log(f"{name}: {' '.join(command)}")
+            with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
+                lines = []
+                for line in child.stdout:
+                    print(line, end="", flush=True)
+                    log_file.write(line)
+                    lines.append(line)
+            if output is not None:
+                output.write_text("".join(lines))
+            log(f"{name}: exit {child.returncode}")
+            return child.returncode
+
+        env = host_env(kit, root, log)
+        store, weights = unpack_models(kit, root)
+        log(f"models: {sorted(p.name for p in store.iterdir())}; random weights: {json.loads((kit / 'kit.json').read_text())['random_weights']}")
+        step("host", [sys.executable, "-c", HOST_CHECK], env)
+        if shutil.which("nvidia-smi"):
+            step("nvidia-smi", ["nvidia-smi"], env)
+        logs = root / "bench-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        bench = step("bench-gpu", [sys.executable, "-m", "scripts.measure.bench.gpu", "--model-store", str(store),
+                                   "--weights-dir", str(weights), "--out", str(out / "bench"), "--logs", str(logs),
+                                   *(["--cpu-dry-run"] if dry_run else [])], env)
+        if logs.exists():
+            with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
+                tar.add(logs, arcname="logs")
+        agreement = step("agreement", [sys.executable, "-m", "scripts.measure.agreement", *agreement_args(weights, dry_run)], env,
+                         output=out / "agreement.txt")
+        log(f"done: bench-gpu exit {bench}, agreement exit {agreement}; outputs in {out}")
+    return bench or agreement
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    staging = verbs.add_parser("stage", help="here: write the kit")
+    staging.add_argument("--kit", type=Path, default=KIT)
+    staging.add_argument("--model-store", type=Path, default=REPO / "model-store", help="where make archive put the .mar files")
+    staging.add_argument("--tools", type=Path, default=REPO.parent / "shared" / "gpu-host", help="the gpu-host tools (stage.sh)")
+    running = verbs.add_parser("run", help="on the GPU host: unpack the kit, run bench-gpu and the agreement gate")
+    running.add_argument("--kit", type=Path, default=KIT)
+    running.add_argument("--out", type=Path, required=True)
+    running.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "gpu-kit", help="where the kit is unpacked")
+    running.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU, briefly: checks the kit here first")
+    args = parser.parse_args(argv)
+    if args.verb == "stage":
+        stage(args.kit, args.model_store, args.tools)
+        return 0
+    return run(args.kit, args.out, args.cpu_dry_run, args.root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
