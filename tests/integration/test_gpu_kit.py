@@ -50,6 +50,7 @@ def test_the_run_serves_the_slim_kit_and_says_which_weights_are_random(kit_run):
     for section in results["models"].values():
         assert all(cell["ok"] > 0 and cell["not_ok"] == 0 for cell in section["cells"])
     assert "speed only" in (kit_run / "bench" / "report.md").read_text()
+    assert [row["label"] for row in results["sweep"]["rows"]] == ["shipped", "batchSize=4"]  # the default budget leaves room
 
 
 def test_the_agreement_gate_ran_on_crops_and_whole_photos(kit_run):

@@ -13,7 +13,9 @@ model-config.yaml (scripts/build/gpu_config.py), SERVE_WORKERS_PER_GPU workers p
   sampled through the cell);
 - the floor at c128, and each model's handler in process at batch 1 and its batchSize, decoding
   included (the ceiling);
-- which of TorchServe's GPU series :8082/metrics shows at the end (collected once a minute).
+- which of TorchServe's GPU series :8082/metrics shows at the end (collected once a minute);
+- with --sweep, efficientnet_lite0 at c128 in each candidate GPU configuration, a fresh server each
+  (scripts/measure/bench/gpu_sweep.py), and which serves the most within the p99 target.
 The load comes from this host (scripts/measure/bench/http_load.py: aiohttp clients in a quarter of the cores'
 processes; each row names it and its CPU share): wrk is rarely on a GPU host.
 Writes <out>/results.json, report.md and throughput.png.
@@ -28,16 +30,29 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from scripts.build.gpu_config import gpu_variant  # the rewrite the GPU image applies
 from scripts.client.torchserve import START_TIMEOUT_S, TorchServe, poll_until
 from scripts.measure.bench.gpu_report import render_markdown, summarise_window, write_plot
+from scripts.measure.bench.gpu_sweep import (
+    DRY_CANDIDATES,
+    DRY_SWEEP_PLAN,
+    GPU_CANDIDATES,
+    P99_BOUND_MS,
+    SWEEP_PLAN,
+    best,
+    candidate_config,
+    fits,
+    label,
+    summary,
+)
 from scripts.measure.bench.http_load import Cell, LoadProcesses, default_processes
 from scripts.measure.bench.machine import machine_info
 from scripts.measure.bench.plan import IMAGE, REPO, TEXT
@@ -142,23 +157,28 @@ def in_process_rows(model: str, weights_dir: Path, config: dict, gpu_id: int | N
     return raw_rows(handler, request, [1, int(config["batchSize"])], seconds, decode=True)
 
 
-def start_server(workdir: Path, model_store: Path, gpus: int, dry_run: bool, models: Sequence[str]) -> tuple[TorchServe, dict]:
+def served_configs(model_store: Path, gpus: int, dry_run: bool, models: Sequence[str]) -> dict[str, dict]:
+    return {model: bench_config(archive_config(model_store / f"{model}.mar"), gpus, dry_run) for model in models}
+
+
+def start_server(workdir: Path, model_store: Path, configs: Mapping[str, dict], floor: bool = True) -> TorchServe:
+    """One TorchServe in `workdir` serving each model's archive with `configs[model]` (and the floor), once
+    every worker is READY."""
     store = workdir / "model-store"
     store.mkdir(parents=True)
-    configs = {}
-    for model in models:
-        configs[model] = bench_config(archive_config(model_store / f"{model}.mar"), gpus, dry_run)
-        write_variant(model_store / f"{model}.mar", store / f"{model}.mar", configs[model])
-    write_floor(store)
-    load = ",".join([f"{FLOOR}={FLOOR}", *(f"{m}={m}.mar" for m in models)])
-    server = TorchServe.start(workdir / SERVER_DIR, store, load)
+    for model, config in configs.items():
+        write_variant(model_store / f"{model}.mar", store / f"{model}.mar", config)
+    names = [*([FLOOR] if floor else []), *configs]
+    if floor:
+        write_floor(store)
+    server = TorchServe.start(workdir / SERVER_DIR, store, ",".join(f"{m}={m}" if m == FLOOR else f"{m}={m}.mar" for m in names))
     try:
-        poll_until(lambda: all(_ready(server, m) for m in (FLOOR, *models)), START_TIMEOUT_S,
+        poll_until(lambda: all(_ready(server, m) for m in names), START_TIMEOUT_S,
                    f"every worker READY; see {server.workdir / 'serve.out'}", interval_s=0.2)
     except BaseException:
         server.stop()  # not left running (and its workers restarting) after a failed start
         raise
-    return server, configs
+    return server
 
 
 def archive_weights(archive: Path) -> str:
@@ -177,7 +197,8 @@ def serve_and_load(workdir: Path, args, plan: dict, gpus: int, bodies: dict[str,
                    results: dict) -> dict:
     """Every served row into `results`: each model's windows and cells, then the floor and the GPU series.
     Returns the configs served."""
-    server, configs = start_server(workdir, args.model_store, gpus, args.cpu_dry_run, args.models)
+    configs = served_configs(args.model_store, gpus, args.cpu_dry_run, args.models)
+    server = start_server(workdir, args.model_store, configs)
     try:
         for model in args.models:
             results["models"][model] = {"config": configs[model], "weights": archive_weights(args.model_store / f"{model}.mar"),
@@ -191,7 +212,51 @@ def serve_and_load(workdir: Path, args, plan: dict, gpus: int, bodies: dict[str,
     return configs
 
 
-def run(args) -> dict:
+def sweep_rows(workdir: Path, args, gpus: int, body: bytes, load: LoadProcesses, deadline: float, save) -> dict:
+    """efficientnet_lite0 at c128 in each candidate configuration (scripts/measure/bench/gpu_sweep.py), a
+    fresh server each, until the next would not finish before `deadline` (time.monotonic). `save` is
+    called with the sweep after each candidate: a run cut short keeps what it measured."""
+    base = served_configs(args.model_store, gpus, args.cpu_dry_run, [IMAGE])[IMAGE]
+    plan = DRY_SWEEP_PLAN if args.cpu_dry_run else SWEEP_PLAN
+    sweep: dict[str, Any] = {"model": IMAGE, "plan": plan, "p99_bound_ms": P99_BOUND_MS, "rows": [], "skipped": [], "best": None}
+    durations: list[float] = []
+    for number, changes in enumerate(DRY_CANDIDATES if args.cpu_dry_run else GPU_CANDIDATES):
+        if not fits(deadline - time.monotonic(), durations):
+            sweep["skipped"].append(label(changes))
+            continue
+        started = time.monotonic()
+        config = candidate_config(base, changes, WORKERS_PER_GPU, gpus)
+        server = start_server(workdir / f"sweep-{number}", args.model_store, {IMAGE: config}, floor=False)
+        try:
+            url, headers = server.prediction_url(IMAGE), {**server.auth("inference"), "Content-Type": CONTENT_TYPES[IMAGE]}
+            seconds = plan["settle_s"] + plan["cell_s"]
+            with GpuSampler() as sampler:
+                cell = load.run(url, body, headers, plan["concurrency"], seconds)
+        finally:
+            server.stop()
+        sweep["rows"].append({"label": label(changes), **summary(config),
+                              **summarise_window(cell.records, plan["settle_s"], seconds, plan["concurrency"]),
+                              **sampler.summary(), **client_fields(cell, seconds)})
+        durations.append(time.monotonic() - started)
+        sweep["best"] = best(sweep["rows"])
+        save(sweep)
+    return sweep
+
+
+def keep_logs(workdir: Path, logs: Path) -> None:
+    """The servers' folders go with the temp folder: keep their logs (serve.out, logs/), above all of a
+    failed start; the main server's at the top, each sweep candidate's under sweep-N/."""
+    ignore = shutil.ignore_patterns("key_file.json", "run")
+    if (workdir / SERVER_DIR).exists():
+        shutil.copytree(workdir / SERVER_DIR, logs, dirs_exist_ok=True, ignore=ignore)
+    for folder in sorted(workdir.glob("sweep-*")):
+        shutil.copytree(folder / SERVER_DIR, logs / folder.name, dirs_exist_ok=True, ignore=ignore)
+
+
+def run(args, save) -> dict:
+    """The served rows, then the in-process rows, then (--sweep) the configurations; `save` writes the
+    outputs after each part."""
+    started = time.monotonic()
     plan = DRY if args.cpu_dry_run else FULL
     gpus = torch.cuda.device_count()
     bodies = {IMAGE: (REPO / "samples" / "cat.jpg").read_bytes(), TEXT: TEXT_BODY, FLOOR: b"x"}
@@ -202,14 +267,20 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as workdir, LoadProcesses(args.load_processes) as load:
         try:
             configs = serve_and_load(Path(workdir), args, plan, gpus, bodies, load, results)
+            for model in args.models:
+                gpu_id = None if args.cpu_dry_run else 0
+                results["models"][model]["in_process"] = in_process_rows(model, args.weights_dir, configs[model], gpu_id,
+                                                                         bodies[model], plan["raw_s"])
+            save(results)
+            if args.sweep:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # the in-process handlers' memory goes back to the GPU before the servers
+                deadline = started + (args.budget_s or float("inf"))
+                sweep_rows(Path(workdir), args, gpus, bodies[IMAGE], load, deadline,
+                           lambda sweep: save({**results, "sweep": sweep}))
         finally:
-            if args.logs:  # the server's folder goes with the temp folder: keep its logs, above all of a failed start
-                shutil.copytree(Path(workdir) / SERVER_DIR, args.logs, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("key_file.json", "run"))
-    for model in args.models:
-        gpu_id = None if args.cpu_dry_run else 0
-        results["models"][model]["in_process"] = in_process_rows(model, args.weights_dir, configs[model], gpu_id,
-                                                                 bodies[model], plan["raw_s"])
+            if args.logs:
+                keep_logs(Path(workdir), args.logs)
     return results
 
 
@@ -221,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=[IMAGE, TEXT])
     parser.add_argument("--cpu-dry-run", action="store_true", help="run every step on the CPU, briefly (no GPU figures)")
     parser.add_argument("--logs", type=Path, help="copy the server's logs (serve.out, logs/) here at the end")
+    parser.add_argument("--sweep", action="store_true",
+                        help="then serve efficientnet_lite0 in each candidate GPU configuration at c128 (scripts/measure/bench/gpu_sweep.py)")
+    parser.add_argument("--budget-s", type=float, help="start no sweep candidate that would end later than this after the start")
     parser.add_argument("--load-processes", type=int, default=default_processes(),
                         help="processes of the load client (default: a quarter of the cores)")
     args = parser.parse_args(argv)
@@ -228,13 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         print("bench-gpu: no CUDA device here (torch.cuda.is_available() is False): nothing measured. "
               "Run it on a GPU host (docs/gpu.md), or --cpu-dry-run to check the steps.")
         return 0
-    results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "report.md").write_text(render_markdown(results))
-    write_plot(results, args.out / "throughput.png")
+    run(args, lambda results: write_outputs(results, args.out))
     print((args.out / "report.md").read_text())
     return 0
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(results))
+    write_plot(results, out / "throughput.png")
 
 
 if __name__ == "__main__":

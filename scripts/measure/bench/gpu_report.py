@@ -96,11 +96,31 @@ def render_markdown(results: dict) -> str:
                   f"{windows['next']['p99_ms']} ms.", "",
                   markdown_table(["in process, decoding included: batch", "items/s", "ms per batch"],
                                  [[r["batch_size"], r["throughput"], r["latency_ms"]] for r in section.get("in_process", [])]), ""]
+    if "sweep" in results:
+        lines += sweep_lines(results["sweep"])
     lines += ["## Targets (issue #20)", "",
               markdown_table(["target", "value", "bound", "met"],
                              [[r["target"], r["value"], r["bound"], {True: "met", False: "MISSED", None: "not measured"}[r["met"]]]
                               for r in evaluate(results)]), ""]
     return "\n".join(lines)
+
+
+def sweep_lines(sweep: dict) -> list[str]:
+    """The configurations table, the choice and what the time left out."""
+    plan = sweep["plan"]
+    headers = ["configuration", "batchSize", "maxBatchDelay", "workers", "threads", "decode threads", "img/s", "p50 ms",
+               "p99 ms", "not 200", "GPU util %", "GPU mem MB", "client CPU %"]
+    rows = [[r["label"], r["batchSize"], r["maxBatchDelay"], r["workers"], r["threads"], r["decode_threads"], r["throughput_rps"],
+             r["p50_ms"], r["p99_ms"], r["not_ok"], r.get("gpu_util_pct"), r.get("gpu_mem_mb"), _percent(r.get("client_cpu_share"))]
+            for r in sweep["rows"]]
+    choice = sweep["best"] or f"none (no configuration kept p99 within {sweep['p99_bound_ms']} ms without an error)"
+    lines = [f"## Configurations: {sweep['model']} at c{plan['concurrency']}", "",
+             f"Each on a fresh server, {plan['settle_s']:g} s unrecorded then {plan['cell_s']:g} s measured.", "",
+             markdown_table(headers, rows), "",
+             f"Most img/s with p99 <= {sweep['p99_bound_ms']} ms and no error: **{choice}**.", ""]
+    if sweep["skipped"]:
+        lines += [f"Not measured (no time left in the budget): {', '.join(sweep['skipped'])}.", ""]
+    return lines
 
 
 def write_plot(results: dict, path: Path) -> Path:

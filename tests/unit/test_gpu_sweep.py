@@ -1,0 +1,60 @@
+"""scripts/measure/bench/gpu_sweep.py: the candidates' configs and labels, the choice, the time plan;
+and the report's configurations table."""
+
+from __future__ import annotations
+
+import yaml
+
+from models.registry import get_spec
+from scripts.measure.bench.gpu import bench_config
+from scripts.measure.bench.gpu_report import sweep_lines
+from scripts.measure.bench.gpu_sweep import GPU_CANDIDATES, best, candidate_config, fits, label, summary
+
+
+def shipped(gpus: int = 1) -> dict:
+    return bench_config(yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text()), gpus=gpus, dry_run=False)
+
+
+def test_labels_name_what_changed():
+    assert [label(changes) for changes in GPU_CANDIDATES][:2] == ["shipped", "workers_per_gpu=1"]
+    assert label({"batchSize": 32, "maxBatchDelay": 2}) == "batchSize=32 maxBatchDelay=2"
+    assert label({"handler": {"decode_threads": 8}}) == "decode_threads=8"
+    assert len({label(changes) for changes in GPU_CANDIDATES}) == len(GPU_CANDIDATES)
+
+
+def test_a_candidate_changes_only_its_settings_and_scales_workers_by_gpus():
+    base = shipped(gpus=2)
+    assert candidate_config(base, {}, 2, gpus=2) == base
+    four = candidate_config(base, {"workers_per_gpu": 4}, 2, gpus=2)
+    assert (four["minWorkers"], four["maxWorkers"]) == (8, 8) and four["handler"] == base["handler"]
+    threads = candidate_config(base, {"handler": {"decode_threads": 8}}, 2, gpus=2)
+    assert threads["handler"] == {**base["handler"], "decode_threads": 8} and threads["batchSize"] == base["batchSize"]
+    assert base["handler"]["decode_threads"] != 8  # the base is not changed in place
+    assert summary(candidate_config(base, {"batchSize": 128}, 2, gpus=2))["batchSize"] == 128
+
+
+def row(name: str, rps: float, p99: float | None, not_ok: int = 0) -> dict:
+    return {"label": name, "throughput_rps": rps, "p99_ms": p99, "not_ok": not_ok}
+
+
+def test_best_is_the_fastest_within_the_p99_bound_and_without_errors():
+    rows = [row("shipped", 3000, 60), row("workers_per_gpu=4", 5000, 140), row("batchSize=128", 4000, 90),
+            row("decode_threads=8", 4500, 80, not_ok=3), row("broken", 0, None)]
+    assert best(rows) == "batchSize=128"
+    assert best(rows, p99_bound_ms=200) == "workers_per_gpu=4"
+    assert best([row("workers_per_gpu=4", 5000, 140)]) is None
+
+
+def test_a_candidate_starts_only_if_the_slowest_so_far_fits():
+    assert fits(100, []) and not fits(50, [])  # before any ran: the first guess, 60 s
+    assert fits(35, [20, 30]) and not fits(25, [20, 30])
+
+
+def test_the_report_shows_the_choice_and_what_time_left_out():
+    sweep = {"model": "efficientnet_lite0", "plan": {"concurrency": 128, "settle_s": 3.0, "cell_s": 8.0}, "p99_bound_ms": 100,
+             "rows": [{**row("shipped", 3000, 60), **summary(shipped()), "p50_ms": 30}], "skipped": ["workers_per_gpu=3"],
+             "best": "shipped"}
+    text = "\n".join(sweep_lines(sweep))
+    assert "| shipped | 64 | 5 | 2 |" in text and "no error: **shipped**" in text
+    assert "Not measured (no time left in the budget): workers_per_gpu=3" in text
+    assert "**none (no configuration kept p99 within 100 ms" in "\n".join(sweep_lines({**sweep, "best": None}))
