@@ -119,23 +119,48 @@ def stage(kit: Path, model_store: Path, tools: Path) -> Path:
 
 # --- there: run ----------------------------------------------------------------------------------
 
-def host_env(kit: Path, root: Path, log) -> dict[str, str]:
-    """The kit's JRE and TorchServe unpacked under `root` (its install.py), its missing wheels installed,
-    and the environment that runs the checkout's code with them."""
+def host_python(kit: Path, root: Path, log) -> tuple[str, dict[str, str]]:
+    """An interpreter that sees the checkout, the kit's TorchServe and wheels, and the host's own packages,
+    and the environment with the kit's JRE.
+
+    Not through PYTHONPATH: TorchServe puts an inherited PYTHONPATH ahead of the archive on each worker's
+    path, so a checkout there would shadow the archive's handlers/ and hide a packaging fault (the rule
+    tests/tooling/test_install.py holds product code to). A venv's .pth file puts them after it instead,
+    as an installed project would be."""
     exports = subprocess.run([sys.executable, str(kit / "host" / "install.py"), str(root)], capture_output=True, text=True,
                              check=True).stdout
     values = dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines() if line.startswith("export "))
-    # PYTHONPATH=<root>/tree:<root>/site${PYTHONPATH:+:$PYTHONPATH}: the checkout stands in for the tree
-    site = values["PYTHONPATH"].split("${")[0].split(":")[-1]
+    # install.py's PYTHONPATH line is <root>/tree:<root>/site${...}: the site holds TorchServe (the checkout is the tree)
+    ts_site = values["PYTHONPATH"].split("${")[0].split(":")[-1]
     wheels = root / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
     missing = [wheel for wheel in sorted((kit / "wheels").glob("*.whl"))
                if importlib.util.find_spec(WHEELS[wheel.name.split("-")[0]]) is None]
-    if missing:
-        log(f"installing {[wheel.name for wheel in missing]} into {wheels}")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--target",
-                        str(wheels), *map(str, missing)], check=True)
-    path = [str(REPO), site, str(wheels), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "JAVA_HOME": values["JAVA_HOME"], "PYTHONPATH": ":".join(path), "PYTHONUNBUFFERED": "1"}
+    for wheel in missing:  # a wheel is a zip of what goes on the path: no pip needed on the host
+        log(f"unpacking {wheel.name} into {wheels}")
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(wheels)
+    venv = root / "venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    Path(purelib, "gpu_kit.pth").write_text(pth_lines([REPO, Path(ts_site), wheels], host_site_dirs()))
+    return python, {**os.environ, "JAVA_HOME": values["JAVA_HOME"], "PYTHONUNBUFFERED": "1"}
+
+
+def host_site_dirs() -> list[str]:
+    """Where this interpreter's packages (torch, torchvision, aiohttp) live: its site dirs, a venv's included."""
+    import site
+
+    return [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+
+
+def pth_lines(paths: Sequence[Path], site_dirs: Sequence[str]) -> str:
+    """A .pth file: `paths` as they are (existing folders only: site skips the rest), then `site_dirs` with
+    their own .pth files processed (addsitedir; site exec()s the line, where a comprehension cannot see `site`)."""
+    return "".join(f"{path}\n" for path in paths) + f"import site; list(map(site.addsitedir, {list(site_dirs)!r}))\n"
 
 
 def fill_random_weights(model_dir: Path, seed: int = 0) -> str:
@@ -215,18 +240,18 @@ def run(kit: Path, out: Path, dry_run: bool, root: Path, budget_s: float) -> int
             log(f"{name}: exit {child.returncode}")
             return child.returncode
 
-        env = host_env(kit, root, log)
+        python, env = host_python(kit, root, log)
         store, weights = unpack_models(kit, root)
         log(f"models: {sorted(p.name for p in store.iterdir())}; random weights: {json.loads((kit / 'kit.json').read_text())['random_weights']}")
-        step("host", [sys.executable, "-c", HOST_CHECK], env)
+        step("host", [python, "-c", HOST_CHECK], env)
         if shutil.which("nvidia-smi"):
             step("nvidia-smi", ["nvidia-smi"], env)
-        agreement = step("agreement", [sys.executable, "-m", "scripts.measure.agreement", *agreement_args(weights, dry_run)], env,
+        agreement = step("agreement", [python, "-m", "scripts.measure.agreement", *agreement_args(weights, dry_run)], env,
                          output=out / "agreement.txt")
         logs = root / "bench-logs"
         shutil.rmtree(logs, ignore_errors=True)
         bench_budget_s = budget_s - (time.monotonic() - started) - WRAP_UP_S
-        bench = step("bench-gpu", [sys.executable, "-m", "scripts.measure.bench.gpu", "--model-store", str(store),
+        bench = step("bench-gpu", [python, "-m", "scripts.measure.bench.gpu", "--model-store", str(store),
                                    "--weights-dir", str(weights), "--out", str(out / "bench"), "--logs", str(logs),
                                    "--sweep", "--budget-s", f"{bench_budget_s:.0f}", *(["--cpu-dry-run"] if dry_run else [])], env)
         if logs.exists():

@@ -5,6 +5,9 @@ arguments. The CPU dry run of the whole kit is in docs/gpu.md (staging it takes 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -13,7 +16,15 @@ import torch
 
 from handlers.weights import load_state_dict, read_metadata, sha256_file
 from scripts.measure.agreement import parse_overrides
-from scripts.measure.gpu_kit import RANDOM_SOURCE, agreement_args, fill_random_weights, slim_archive, unpack_models
+from scripts.measure.gpu_kit import (
+    RANDOM_SOURCE,
+    agreement_args,
+    fill_random_weights,
+    host_site_dirs,
+    pth_lines,
+    slim_archive,
+    unpack_models,
+)
 
 TINY_MODEL = """from torch import nn
 
@@ -91,3 +102,18 @@ def test_agreement_runs_the_gpu_images_handler_settings(dry_run):
         assert (settings["jpeg_decoder"], settings["precision"]) == ("torchvision", "fp32") and "--crops" in args
     else:  # the gate issue #20 asks for: nvjpeg and fp16 on GPU 0, every crop
         assert (settings["jpeg_decoder"], settings["precision"]) == ("auto", "fp16") and args[4:6] == ["--gpu-id", "0"]
+
+
+def test_the_kit_interpreter_sees_the_checkout_after_pythonpath_and_the_hosts_packages(tmp_path):
+    """What a TorchServe worker started with it sees: the archive (on PYTHONPATH) ahead of the checkout."""
+    venv, checkout, archive = tmp_path / "venv", tmp_path / "checkout", tmp_path / "archive"
+    checkout.mkdir(), archive.mkdir()
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    Path(purelib, "gpu_kit.pth").write_text(pth_lines([checkout], host_site_dirs()))
+    probe = "import sys, torch; print(sys.path.index(sys.argv[1]) < sys.path.index(sys.argv[2]), torch.__version__)"
+    shown = subprocess.run([python, "-c", probe, str(archive), str(checkout)], env={**os.environ, "PYTHONPATH": str(archive)},
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert shown == ["True", torch.__version__]
