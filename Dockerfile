@@ -35,10 +35,10 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility \
     SERVE_WORKERS_PER_GPU=2
 
-# The serving and the build-only part of pyproject.toml's [project] dependencies, split by
-# docker/requirements.py: one pinned list, no copy to drift. A stage of its own, so that an edit
-# of pyproject.toml elsewhere (a pytest marker) leaves the lists, and the GBs installed from them,
-# cached. The project itself is installed later, with --no-deps (builder, runtime).
+# pyproject.toml's pinned lists, written out by docker/requirements.py: its base dependencies (what
+# serving imports), its `build` extra (weights, archivers) and its `gpu` extra; no copy to drift. A
+# stage of its own, so that an edit of pyproject.toml elsewhere (a pytest marker) leaves the lists,
+# and the GBs installed from them, cached. The project itself is installed later, with --no-deps (builder, runtime).
 FROM base AS requirements
 COPY pyproject.toml docker/requirements.py /tmp/
 RUN python /tmp/requirements.py serve /tmp/pyproject.toml > /tmp/serve.txt \
@@ -114,10 +114,10 @@ RUN if [ -z "$MODELS" ]; then unset MODELS; fi \
 FROM deps AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin model-server
 # This project, from the builder's wheel, into /opt/venv (no PYTHONPATH): scripts/serving/ runs the
-# server, docker/healthcheck.py imports it. The build verbs come along but not their build-only
-# packages. Root-owned, like the model store: the server can read it, not change it. The handlers
-# that serve are the archives' own: a worker finds the unpacked .mar on its PYTHONPATH, ahead of
-# site-packages (pyproject.toml says how).
+# server, docker/healthcheck.py imports it. The build verbs come along but not the `build` extra:
+# run here they say so and exit 1 (scripts/build/extra.py). Root-owned, like the model store: the
+# server can read it, not change it. The handlers that serve are the archives' own: a worker finds
+# the unpacked .mar on its PYTHONPATH, ahead of site-packages (pyproject.toml says how).
 COPY --from=builder /tmp/wheel/ /tmp/wheel/
 RUN pip install --no-cache-dir --no-deps /tmp/wheel/*.whl \
  && rm -rf /tmp/wheel

@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -m scripts.serving.java
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test,bench,grpc]"
+	$(VENV)/bin/pip install --quiet -e ".[build,test,bench,grpc]"
 	@touch $@
 
 weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadata for MODELS

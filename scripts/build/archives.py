@@ -24,11 +24,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from model_archiver.model_archiver_config import ModelArchiverConfig
-from model_archiver.model_packaging import generate_model_archive
-
 from handlers.weights import read_metadata, sha256_file
 from models.registry import CONFIG_DIR, DEFAULT_MODEL, IMAGE_HANDLER, REGISTRY
+from scripts.build.extra import build_packages
+
+with build_packages():  # the runtime image has no archiver: one line that names the `build` extra
+    from model_archiver.model_archiver_config import ModelArchiverConfig
+    from model_archiver.model_packaging import generate_model_archive
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS_DIR = REPO / "handlers"

@@ -23,6 +23,7 @@ from handlers.architectures import build_module
 from handlers.weights import METADATA_FILE, sha256_file
 from models.registry import DEFAULT_MODEL, ModelSpec, custom_spec, get_spec
 from models.resources import estimate
+from scripts.build.extra import build_packages
 from scripts.build.onnx_export import export_onnx
 
 WEIGHTS_FILE = "model.safetensors"
@@ -62,7 +63,7 @@ def write_export(spec: ModelSpec, module: torch.nn.Module, folder: Path, random_
     save_file(tensors, str(folder / WEIGHTS_FILE))
     labels = spec.labels()
     (folder / LABELS_FILE).write_text(json.dumps(labels, indent=0))
-    for extra in spec.extra_files:  # e.g. a custom model's source file, which the handler imports
+    for extra in spec.extra_files():  # e.g. a custom model's source file, which the handler imports
         shutil.copyfile(extra, folder / extra.name)
     metadata = build_metadata(spec, folder / WEIGHTS_FILE, module, random_init, len(labels))
     if spec.onnx:  # model.onnx, checked against the module on real inputs (raises: nothing is written)
@@ -82,7 +83,7 @@ def build_metadata(spec: ModelSpec, weights: Path, module: torch.nn.Module, rand
     return {
         "name": spec.name,
         "architecture": spec.architecture,
-        "source": "random init (seed 0)" if random_init else spec.source,
+        "source": "random init (seed 0)" if random_init else spec.source(),
         "weights_file": weights.name,
         "format": "safetensors",
         "sha256": sha256_file(weights),
@@ -109,7 +110,8 @@ def package_versions(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _source_dir(spec: ModelSpec) -> Path:
-    return spec.extra_files[0].parent if spec.extra_files else Path(".")
+    extra_files = spec.extra_files()
+    return extra_files[0].parent if extra_files else Path(".")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     custom.add_argument("--config", type=Path, help="model-config.yaml (default models/configs/custom_image.yaml)")
     args = parser.parse_args(argv)
     try:
-        for spec in _specs(args):
-            folder = export(spec, args.out, args.random_init)
-            print(f"exported {spec.name} -> {folder}")
+        with build_packages():  # the weights packages and onnx: the `build` extra
+            for spec in _specs(args):
+                folder = export(spec, args.out, args.random_init)
+                print(f"exported {spec.name} -> {folder}")
     except Exception as exc:  # a CLI: one clear line instead of a traceback
         print(f"export_weights: {exc}", file=sys.stderr)
         return 1

@@ -17,11 +17,13 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
-from workflow_archiver.workflow_packaging import package_workflow
-from workflow_archiver.workflow_packaging_utils import WorkflowExportUtils
-
 from handlers.weights import sha256_file
 from scripts.build.archives import REPO, handler_sources, normalize_zip, private_tempdir
+from scripts.build.extra import build_packages
+
+with build_packages():  # the runtime image has no archiver: one line that names the `build` extra
+    from workflow_archiver.workflow_packaging import package_workflow
+    from workflow_archiver.workflow_packaging_utils import WorkflowExportUtils
 
 DEFAULT_SPEC = REPO / "workflows" / "photo_embedding.yaml"
 NODES_FILE = REPO / "handlers" / "workflow_nodes.py"

