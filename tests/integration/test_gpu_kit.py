@@ -15,8 +15,9 @@ import tarfile
 
 import pytest
 
+from scripts.build.extra import BUILD_MODULES
 from scripts.client.torchserve import REPO
-from scripts.measure.gpu_kit import LEFT_OUT, RANDOM_SOURCE, RANDOM_WEIGHTS, slim_archive
+from scripts.measure.gpu_kit import LEFT_OUT, RANDOM_SOURCE, RANDOM_WEIGHTS, slim_archive, stage_photos
 
 HOST_INSTALL = """
 import shutil, sys, sysconfig
@@ -24,6 +25,14 @@ from pathlib import Path
 java_home = Path(shutil.which("java")).resolve().parents[1]
 print(f"export JAVA_HOME={java_home}")
 print(f"export PYTHONPATH={sys.argv[1]}/tree:{sysconfig.get_paths()['purelib']}${{PYTHONPATH:+:$PYTHONPATH}}")
+"""
+
+# The run's own process as on the GPU host: no `build` extra (weights packages, archivers), no scikit-image
+# or matplotlib. (Its children run with this machine's packages: the kit's venv adds the host's site dirs.)
+AS_ON_THE_HOST = f"""
+import runpy, sys
+sys.modules.update(dict.fromkeys({sorted({*BUILD_MODULES, "skimage", "matplotlib"})!r}))
+runpy.run_module("scripts.measure.gpu_kit", run_name="__main__", alter_sys=True)
 """
 
 
@@ -36,8 +45,9 @@ def kit_run(model_store, tmp_path_factory):
     for model, left_out in LEFT_OUT.items():
         slim_archive(model_store / f"{model}.mar", kit / "model-store" / f"{model}.mar", left_out)
     (kit / "kit.json").write_text(json.dumps({"random_weights": list(RANDOM_WEIGHTS)}))
+    stage_photos(kit / "photos")
     out = root / "out"
-    result = subprocess.run([sys.executable, "-m", "scripts.measure.gpu_kit", "run", "--kit", str(kit), "--out", str(out),
+    result = subprocess.run([sys.executable, "-c", AS_ON_THE_HOST, "run", "--kit", str(kit), "--out", str(out),
                              "--root", str(root / "unpacked"), "--cpu-dry-run"], cwd=REPO, capture_output=True, text=True, timeout=500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return out

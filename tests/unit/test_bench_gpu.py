@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import yaml
 
 from handlers.config import ImageSettings, TextSettings, parse_settings
 from models.registry import get_spec
-from scripts.measure.bench.gpu import bench_config
+from scripts.measure.bench.gpu import bench_config, write_outputs
 from scripts.measure.bench.gpu_report import evaluate, first_vs_next, render_markdown, summarise_window
 
 RECORDS = [(0.1, 10.0, 200), (0.5, 30.0, 200), (1.2, 5.0, 200), (1.5, 7.0, 503), (2.5, 9.0, 200)]
@@ -78,3 +80,12 @@ def test_dry_run_config_runs_on_a_cpu_with_the_gpu_path():
         assert handler.runtime == "torch"
     image = bench_config(yaml.safe_load(get_spec("efficientnet_lite0").config_path.read_text()), gpus=0, dry_run=True)
     assert image["handler"]["jpeg_decoder"] == "torchvision" and image["handler"]["pad_to_bucket"]
+
+
+def test_outputs_without_matplotlib_keep_the_report_and_the_results(tmp_path, monkeypatch, capsys):
+    """A GPU host need not have matplotlib: the plot is left out, saying so, and nothing else is."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    write_outputs(results(), tmp_path)
+    assert (tmp_path / "report.md").read_text() == render_markdown(results())
+    assert (tmp_path / "results.json").is_file() and not (tmp_path / "throughput.png").exists()
+    assert "no throughput.png" in capsys.readouterr().err

