@@ -38,7 +38,8 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
 # pyproject.toml's pinned lists, written out by docker/requirements.py: its base dependencies (what
 # serving imports), its `build` extra (weights, archivers) and its `gpu` extra; no copy to drift. A
 # stage of its own, so that an edit of pyproject.toml elsewhere (a pytest marker) leaves the lists,
-# and the GBs installed from them, cached. The project itself is installed later, with --no-deps (builder, runtime).
+# and the GBs installed from them, cached. The project itself is installed later, with --no-deps
+# (builder, runtime).
 FROM base AS requirements
 COPY pyproject.toml docker/requirements.py /tmp/
 RUN python /tmp/requirements.py serve /tmp/pyproject.toml > /tmp/serve.txt \

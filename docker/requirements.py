@@ -12,13 +12,8 @@ runs in the image's bare Python before anything is installed.
 
 from __future__ import annotations
 
-import re
 import sys
 import tomllib
-
-
-def name(requirement: str) -> str:
-    return re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
 def requirements(project: dict, which: str) -> list[str]:

@@ -32,10 +32,10 @@ def package_dir() -> Path:
     """The package's model/ folder (model.safetensors, config.json, tokenizer), found without importing it."""
     from importlib.util import find_spec
 
-    spec = find_spec(PACKAGE.replace("-", "_"))
+    module = PACKAGE.replace("-", "_")
+    spec = find_spec(module)
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"the PyPI package {PACKAGE} is not installed (pip install {PACKAGE})",
-                                  name=PACKAGE.replace("-", "_"))
+        raise ModuleNotFoundError(f"the PyPI package {PACKAGE} is not installed (pip install {PACKAGE})", name=module)
     return Path(spec.origin).parent / "model"
 
 

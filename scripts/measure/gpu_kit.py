@@ -51,13 +51,13 @@ IMAGE, TEXT = "efficientnet_lite0", "minilm"
 LEFT_OUT = {IMAGE: {"model.onnx"}, TEXT: {"model.onnx", "model.safetensors"}}
 RANDOM_WEIGHTS = (TEXT,)
 RANDOM_SOURCE = "random values of the real shapes (scripts/measure/gpu_kit.py: the weights do not fit the upload); speed only"
-# Wheel name -> the module it gives; unpacked on the host only where it cannot import that module.
-WHEELS = {
-    "orjson": "orjson",  # the front (scripts/serving/front.py)
-    "nvgpu": "nvgpu",  # TorchServe's GPU metrics (docs/metrics.md)
+# The kit's wheels, each named as the module it gives; unpacked on the host only where it cannot import it.
+WHEELS = (
+    "orjson",  # the front (scripts/serving/front.py)
+    "nvgpu",  # TorchServe's GPU metrics (docs/metrics.md)
     # the bench's management calls (scripts/client/torchserve.py): a torch/transformers host need not have them
-    "requests": "requests", "urllib3": "urllib3", "idna": "idna", "certifi": "certifi", "charset_normalizer": "charset_normalizer",
-}
+    "requests", "urllib3", "idna", "certifi", "charset_normalizer",
+)
 HOST_MODULES = ("torch", "torchvision", "timm", "transformers", "safetensors", "onnxruntime", "aiohttp",
                 "yaml", "PIL", "numpy", "psutil", "tqdm")
 """What the run imports from the host itself: ../shared/gpu-host/README.md's packages and what they bring
@@ -67,7 +67,7 @@ BUDGET_S = 540.0  # one device call may run 600 s; what is under $OUT comes back
 WRAP_UP_S = 20.0  # the logs' tarball and the last report after bench-gpu
 HOST_CHECK = f"""
 import importlib.util, os, subprocess, sys
-missing = [name for name in {(*HOST_MODULES, *WHEELS.values(), "ts")!r} if importlib.util.find_spec(name) is None]
+missing = [name for name in {(*HOST_MODULES, *WHEELS, "ts")!r} if importlib.util.find_spec(name) is None]
 if missing == ["nvgpu"]:  # only TorchServe's GPU series need it: the rest of the run still measures
     print("gpu_kit: no nvgpu here: TorchServe exports no GPU series (docs/metrics.md)")
 elif missing:  # before any GPU time is spent on a run that would stop at an import
@@ -165,7 +165,7 @@ def host_python(kit: Path, root: Path, log) -> tuple[str, dict[str, str]]:
     wheels = root / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     missing = [wheel for wheel in sorted((kit / "wheels").glob("*.whl"))
-               if importlib.util.find_spec(WHEELS[wheel.name.split("-")[0]]) is None]
+               if importlib.util.find_spec(wheel.name.split("-")[0]) is None]
     for wheel in missing:  # a wheel is a zip of what goes on the path: no pip needed on the host
         log(f"unpacking {wheel.name} into {wheels}")
         with zipfile.ZipFile(wheel) as archive:

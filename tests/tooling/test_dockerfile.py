@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from handlers.config import ImageSettings, parse_settings
@@ -21,11 +21,6 @@ from scripts.build import gpu_config
 from scripts.serving.ts_config import listen_addresses
 
 REPO = Path(__file__).resolve().parents[2]
-# By path: docker/requirements.py runs in the image's bare Python before anything is installed, so it
-# is no package module (and docker/ no package: `import docker` could find the Docker SDK instead).
-_spec = importlib.util.spec_from_file_location("requirements", REPO / "docker" / "requirements.py")
-requirements = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(requirements)
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
@@ -119,7 +114,7 @@ def test_gpu_variant_installs_nvgpu_for_torchserves_gpu_metrics():
     minute and no GPUUtilization/GPUMemory* series."""
     gpu_extra = subprocess.run([sys.executable, str(REPO / "docker" / "requirements.py"), "gpu", str(REPO / "pyproject.toml")],
                                capture_output=True, text=True, check=True).stdout.split()
-    assert [requirements.name(dep) for dep in gpu_extra] == ["nvgpu"]
+    assert [Requirement(dep).name for dep in gpu_extra] == ["nvgpu"]
     (install,) = [args for args in of("RUN") if "-r /tmp/gpu.txt" in args]
     assert 'if [ "$VARIANT" = gpu ]' in install and "-c /tmp/serve.txt" in install
     assert "SERVE_WORKERS_PER_GPU=" in DOCKERFILE.split("FROM base AS base-gpu", 1)[1].split("FROM ", 1)[0]
@@ -138,8 +133,8 @@ def test_dependencies_come_from_pyproject_alone():
 def test_runtime_stage_carries_only_serving_packages():
     """The runtime image is pyproject's base dependencies: the `build` extra (weights, archivers,
     onnx) stays in the builder."""
-    names = {requirements.name(dep) for dep in PYPROJECT["project"]["dependencies"]}
-    build = {requirements.name(dep) for dep in PYPROJECT["project"]["optional-dependencies"]["build"]}
+    names = {Requirement(dep).name for dep in PYPROJECT["project"]["dependencies"]}
+    build = {Requirement(dep).name for dep in PYPROJECT["project"]["optional-dependencies"]["build"]}
     assert {"torch", "torchserve", "transformers", "timm", "onnxruntime"} <= names
     assert {"torch-model-archiver", "torch-workflow-archiver", "onnx"} <= build and not names & build
     runtime = DOCKERFILE.split("AS runtime", 1)[0].rsplit("\nFROM ", 1)[1]

