@@ -1,4 +1,5 @@
-"""Compile the model for serving: a TorchScript trace (frozen), or torch.compile with inductor.
+"""Compile the model for serving: a TorchScript trace (frozen), torch.compile with inductor, or
+CUDA graphs per warmed batch size on a GPU worker (handlers.cuda_graphs).
 
 Both specialise under the worker's autocast, so the compiled graph holds the precision casts.
 Measured on 2 CPU cores (docs/performance.md): trace + freeze takes under a second and folds
@@ -11,23 +12,29 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from handlers.cuda_graphs import cuda_graphs
+
 
 def compile_model(
-    model: nn.Module, mode: str, example: torch.Tensor, autocast: Callable[[], contextlib.AbstractContextManager]
+    model: nn.Module, mode: str, example: torch.Tensor, autocast: Callable[[], contextlib.AbstractContextManager],
+    batch_sizes: Iterable[int] = (),
 ) -> nn.Module:
-    """`model` compiled as `mode` says (none, trace, inductor); `example` is a batch as served."""
+    """`model` compiled as `mode` says (none, trace, inductor, cudagraphs); `example` is a batch as
+    served, on the worker's device; `batch_sizes` the sizes the warm-up runs (cudagraphs captures those)."""
     if mode == "none":
         return model
     if mode == "trace":
         return trace_frozen(model, example, autocast)
     if mode == "inductor":
         return inductor(model)
-    raise ValueError(f"unknown compile mode {mode!r}; expected none, trace or inductor")
+    if mode == "cudagraphs":
+        return cuda_graphs(model, example.device, batch_sizes)
+    raise ValueError(f"unknown compile mode {mode!r}; expected none, trace, inductor or cudagraphs")
 
 
 def trace_frozen(

@@ -13,7 +13,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PRECISIONS = ("fp32", "bf16", "fp16")
 QUANTIZATIONS = ("none", "int8")
-COMPILERS = ("none", "trace", "inductor")
+COMPILERS = ("none", "trace", "inductor", "cudagraphs")
 RUNTIMES = ("torch", "onnxruntime")
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 JPEG_DECODERS = ("auto", "pil", "torchvision")
@@ -100,7 +100,8 @@ class ImageSettings(HandlerSettings):
     """Run the model on NHWC tensors: oneDNN's fast convolution layout on CPU, tensor cores' on GPU."""
     compile: str = "none"
     """none; trace: TorchScript trace + freeze (folds batch norms, under 1 s, the fastest on CPU here);
-    inductor: torch.compile (minutes of compilation on 2 cores, once per worker start)."""
+    inductor: torch.compile (minutes of compilation on 2 cores, once per worker start); cudagraphs (a
+    GPU worker only): the eager model captured as one CUDA graph per warmed batch size and replayed."""
     jpeg_decoder: str = "auto"
     """Who decodes JPEGs: pil, per request on the CPU (reduced-scale draft decoding); torchvision, a
     batch's JPEGs in one torchvision.io.decode_jpeg call on the worker's device (nvjpeg on a GPU),

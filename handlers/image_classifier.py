@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from handlers import oip
-from handlers.base import BundleHandler, request_tag
+from handlers.base import BundleHandler, request_tag, warmup_sizes
 from handlers.compilation import compile_model
 from handlers.config import ImageSettings
 from handlers.errors import PayloadTooLarge, RequestError
@@ -54,7 +54,8 @@ class ImageClassifier(BundleHandler):
         s = self.settings
         layout = torch.channels_last if s.channels_last else torch.contiguous_format
         example = torch.zeros(self.batch_size, 3, s.crop, s.crop, device=self.device).contiguous(memory_format=layout)
-        return compile_model(model.to(memory_format=layout), s.compile, example, self.autocast)
+        return compile_model(model.to(memory_format=layout), s.compile, example, self.autocast,
+                             warmup_sizes(self.batch_size, s.pad_to_bucket))
 
     def setup(self, model_dir: Path) -> None:
         labels_path = model_dir / LABELS_FILE

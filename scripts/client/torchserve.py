@@ -15,12 +15,14 @@ the running server's own code (scripts/serving/) does not import this module (re
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping
 
 import requests
 
@@ -155,11 +157,14 @@ class TorchServe(Client):
     @classmethod
     def start(cls, workdir: Path, model_store: Path, load_models: str,
               workflow_store: Path | None = None, workflows: tuple[str, ...] = (),
-              extra_args: tuple[str, ...] = (), until: str = "ready") -> "TorchServe":
+              extra_args: tuple[str, ...] = (), until: str = "ready", env: Mapping[str, str] | None = None,
+              timeout_s: float = START_TIMEOUT_S) -> "TorchServe":
         """Start as `make serve` does: scripts/serving/serve.py, registering `workflows` once up; return once
-        it is ready (`until="ping"`: once /ping answers, models still loading: a cold start's clock).
+        it is ready (`until="ping"`: once /ping answers, models still loading: a cold start's clock), or
+        raise after `timeout_s`.
 
-        `extra_args` go to scripts/serving/serve.py as they are (e.g. --snapshots --log-dir DIR).
+        `extra_args` go to scripts/serving/serve.py as they are (e.g. --snapshots --log-dir DIR); `env` is
+        added to this process's environment for the server and its workers (e.g. MPS's pipe folder).
         """
         workdir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "scripts.serving.serve", "--config", "config.properties",
@@ -171,14 +176,17 @@ class TorchServe(Client):
             log_path = workdir / "serve.out"
             logged_before = log_path.stat().st_size if log_path.exists() else 0
             with open(log_path, "ab") as log:  # a restart in the same workdir keeps the first run's log
-                process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                                           env={**os.environ, **env} if env else None)
             server = cls(workdir, urls, process, tuple(workflows))
             try:
-                server.wait_until_answering() if until == "ping" else server.wait_until_ready()
+                server.wait_until_answering(timeout_s) if until == "ping" else server.wait_until_ready(timeout_s)
                 return server
-            except RuntimeError:
-                lost_a_port = "Address already in use" in log_path.read_bytes()[logged_before:].decode(errors="replace")
+            except BaseException as failed:
+                lost_a_port = isinstance(failed, RuntimeError) and "Address already in use" in \
+                    log_path.read_bytes()[logged_before:].decode(errors="replace")
                 if not lost_a_port or attempt == BIND_ATTEMPTS:
+                    server.stop()  # a server that never got ready is not left running, its workers restarting
                     raise
         raise RuntimeError(f"TorchServe could not bind its ports in {BIND_ATTEMPTS} attempts")  # not reached: the last one raised
 

@@ -16,8 +16,10 @@ the checkout lacks:
     python -m scripts.measure.gpu_kit run --out /tmp/kit --cpu-dry-run   # here: every step on the CPU, first
 
 `run` unpacks the kit in the temp folder, then writes to --out: agreement.txt (the GPU variant against the
-CPU fp32 reference: crops and whole photos), bench/ (report.md, results.json, throughput.png; with the
-configuration sweep, cut to --budget-s), run.log (every step's output) and logs.tar.gz (TorchServe's logs).
+CPU fp32 reference: crops and whole photos), gpu-tests.txt (the tests that skip without CUDA, run there on
+the kit's efficientnet_lite0: nvjpeg, a corrupt JPEG in a batch, fp16 and CUDA graphs against CPU fp32),
+bench/ (report.md, results.json, throughput.png; with the configuration sweep, cut to --budget-s), run.log
+(every step's output) and logs.tar.gz (TorchServe's logs).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 from datetime import datetime, timezone
@@ -65,6 +68,11 @@ HOST_MODULES = ("torch", "torchvision", "timm", "transformers", "safetensors", "
 HOST_PYTHON = ("3.12", "cp312")  # the GPU host's interpreter, for the wheels
 BUDGET_S = 540.0  # one device call may run 600 s; what is under $OUT comes back even when it is cut
 WRAP_UP_S = 20.0  # the logs' tarball and the last report after bench-gpu
+GPU_TESTS = ("tests/handler/test_gpu.py", "tests/unit/test_compilation.py")
+"""The tests that skip without CUDA (pytest is on the host: ../shared/gpu-host/README.md's image has it)."""
+GPU_TESTS_TIMEOUT_S = 150.0  # four handlers' loads and a few batches: a hang must not take the bench's time
+TEST_ENV = {"model_dir": "BUNDLE_TEST_MODEL_DIR", "photos": "BUNDLE_TEST_PHOTOS"}
+"""How the GPU tests get an unpacked archive (no `build` extra there) and the kit's photos."""
 HOST_CHECK = f"""
 import importlib.util, os, subprocess, sys
 missing = [name for name in {(*HOST_MODULES, *WHEELS, "ts")!r} if importlib.util.find_spec(name) is None]
@@ -257,17 +265,22 @@ def run(kit: Path, out: Path, dry_run: bool, root: Path, budget_s: float) -> int
             log_file.write(line + "\n")
             log_file.flush()
 
-        def step(name: str, command: Sequence[str], env: dict, output: Path | None = None) -> int:
+        def step(name: str, command: Sequence[str], env: dict, output: Path | None = None, timeout_s: float | None = None) -> int:
             log(f"{name}: {' '.join(command)}")
             with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
+                timer = threading.Timer(timeout_s, child.kill) if timeout_s else None
+                if timer:
+                    timer.start()
                 lines = []
                 for line in child.stdout:
                     print(line, end="", flush=True)
                     log_file.write(line)
                     lines.append(line)
+            if timer:
+                timer.cancel()
             if output is not None:
                 output.write_text("".join(lines))
-            log(f"{name}: exit {child.returncode}")
+            log(f"{name}: exit {child.returncode}" + (" (killed: over its time limit)" if child.returncode == -9 else ""))
             return child.returncode
 
         python, env = host_python(kit, root, log)
@@ -279,6 +292,9 @@ def run(kit: Path, out: Path, dry_run: bool, root: Path, budget_s: float) -> int
             step("nvidia-smi", ["nvidia-smi"], env)
         agreement = step("agreement", [python, "-m", "scripts.measure.agreement", *agreement_args(weights, kit / "photos", dry_run)], env,
                          output=out / "agreement.txt")
+        test_env = {**env, TEST_ENV["model_dir"]: str(weights / IMAGE), TEST_ENV["photos"]: str(kit / "photos")}
+        step("gpu-tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GPU_TESTS], test_env,
+             output=out / "gpu-tests.txt", timeout_s=GPU_TESTS_TIMEOUT_S)
         logs = root / "bench-logs"
         shutil.rmtree(logs, ignore_errors=True)
         bench_budget_s = budget_s - (time.monotonic() - started) - WRAP_UP_S

@@ -9,6 +9,7 @@ body, status and content type.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -23,8 +24,6 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handlers.image_classifier import ImageClassifier
 from models.registry import get_spec
-from scripts.build.archives import build_archive
-from scripts.build.weights import export
 
 METRICS_YAML = Path(ts.__file__).parent / "configs" / "metrics.yaml"
 
@@ -67,9 +66,20 @@ def _serve(handler, context: Context, requests: list[dict]) -> list[Reply]:
     ]
 
 
+MODEL_DIR_ENV = "BUNDLE_TEST_MODEL_DIR"
+"""An efficientnet_lite0.mar already unpacked: how a GPU host without the `build` extra runs the GPU tests
+(scripts/measure/gpu_kit.py)."""
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    """efficientnet_lite0.mar built from the real packaged weights, unpacked as TorchServe does."""
+    """efficientnet_lite0.mar built from the real packaged weights, unpacked as TorchServe does
+    (or the unpacked archive $BUNDLE_TEST_MODEL_DIR names)."""
+    if os.environ.get(MODEL_DIR_ENV):
+        return Path(os.environ[MODEL_DIR_ENV])
+    from scripts.build.archives import build_archive
+    from scripts.build.weights import export
+
     root = tmp_path_factory.mktemp("efficientnet_lite0")
     weights = export(get_spec("efficientnet_lite0"), root / "weights").parent
     mar = build_archive("efficientnet_lite0", weights, root / "model-store")

@@ -71,5 +71,16 @@ def test_dry_run_sweeps_the_configurations_each_on_its_own_server(dry_run):
     assert [row["batchSize"] for row in sweep["rows"]] == [results["models"]["efficientnet_lite0"]["config"]["batchSize"], 4]
     assert all(row["ok"] > 0 and row["not_ok"] == 0 for row in sweep["rows"])
     assert sweep["best"] in {"shipped", "batchSize=4", None}
-    assert "## Configurations: efficientnet_lite0 at c4" in (dry_run / "report.md").read_text()
-    assert {"sweep-0", "sweep-1"} <= {path.name for path in (dry_run.parent / "logs").iterdir()}
+    report = (dry_run / "report.md").read_text()
+    assert "## Configurations: efficientnet_lite0 at c4" in report
+    assert {"sweep-0", "sweep-1", "sweep-2"} <= {path.name for path in (dry_run.parent / "logs").iterdir()}
+
+
+def test_a_candidate_that_never_gets_ready_fails_alone_and_says_why(dry_run):
+    """CUDA graphs are refused on a CPU worker: the candidate is reported after the plan's start_s, its server
+    is stopped, its logs come back with the reason, and the next candidate still ran (above)."""
+    sweep = json.loads((dry_run / "results.json").read_text())["sweep"]
+    assert [failed["label"] for failed in sweep["failed"]] == ["compile=cudagraphs"]
+    assert sweep["failed"][0]["error"].startswith("TimeoutError: gave up after")
+    assert "- compile=cudagraphs: TimeoutError" in (dry_run / "report.md").read_text()
+    assert "compile cudagraphs needs a CUDA worker" in (dry_run.parent / "logs" / "sweep-1" / "logs" / "model_log.log").read_text()

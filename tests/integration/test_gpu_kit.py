@@ -61,6 +61,8 @@ def test_the_run_serves_the_slim_kit_and_says_which_weights_are_random(kit_run):
         assert all(cell["ok"] > 0 and cell["not_ok"] == 0 for cell in section["cells"])
     assert "speed only" in (kit_run / "bench" / "report.md").read_text()
     assert [row["label"] for row in results["sweep"]["rows"]] == ["shipped", "batchSize=4"]  # the default budget leaves room
+    # CUDA graphs are refused on a CPU worker: that candidate fails alone, reported, and the next one still runs
+    assert [failed["label"] for failed in results["sweep"]["failed"]] == ["compile=cudagraphs"]
 
 
 def test_the_agreement_gate_ran_on_crops_and_whole_photos(kit_run):
@@ -72,5 +74,7 @@ def test_the_agreement_gate_ran_on_crops_and_whole_photos(kit_run):
 def test_the_log_and_the_server_logs_come_back(kit_run):
     log = (kit_run / "run.log").read_text()
     assert "bench-gpu: exit 0" in log and "agreement: exit 0" in log and "TorchServe 0.12" in log
+    tests = (kit_run / "gpu-tests.txt").read_text()  # there they run; here the CUDA ones skip and the rest pass
+    assert "gpu-tests: exit 0" in log and " passed" in tests and " skipped" in tests and "error" not in tests
     with tarfile.open(kit_run / "logs.tar.gz") as tar:
         assert "logs/logs/model_log.log" in tar.getnames() and "logs/key_file.json" not in tar.getnames()

@@ -38,3 +38,28 @@ def test_compiled_model_matches_eager_at_every_batch_size(mode):
 def test_unknown_compile_mode():
     with pytest.raises(ValueError, match="compile mode"):
         compile_model(ConvNet(), "tensorrt", torch.zeros(1, 3, 8, 8), contextlib.nullcontext)
+
+
+def test_cudagraphs_is_refused_on_a_cpu_worker():
+    with pytest.raises(ValueError, match="cudagraphs needs a CUDA worker"):
+        compile_model(ConvNet(), "cudagraphs", torch.zeros(1, 3, 8, 8), contextlib.nullcontext, (1, 2))
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", [None, torch.float16])
+def test_cuda_graphs_replay_what_eager_computes(precision):
+    """Each warmed size replays its own graph with fresh inputs (no stale buffer, no freed autocast cast);
+    another size runs eagerly."""
+    torch.manual_seed(0)
+    model = ConvNet().eval().cuda()
+    autocast = (lambda: torch.autocast("cuda", dtype=precision)) if precision else contextlib.nullcontext
+    graphed = compile_model(model, "cudagraphs", torch.zeros(4, 3, 16, 16, device="cuda"), autocast, (4, 2, 1))
+    for batch in (4, 2, 1, 4, 3, 2):
+        x = torch.randn(batch, 3, 16, 16, device="cuda")
+        with torch.inference_mode(), autocast():
+            got, expected = graphed(x), model(x)
+        torch.testing.assert_close(got, expected, atol=2e-3, rtol=2e-3)
+    assert sorted(key[0][0] for key in graphed.graphs) == [1, 2, 4]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import yaml
 
+from handlers.config import ImageSettings, parse_settings
 from models.registry import get_spec
 from scripts.measure.bench.gpu import bench_config
 from scripts.measure.bench.gpu_report import sweep_lines
-from scripts.measure.bench.gpu_sweep import GPU_CANDIDATES, best, candidate_config, fits, label, summary
+from scripts.measure.bench.gpu_sweep import GPU_CANDIDATES, best, candidate_config, fits, label, summary, uses_mps
 
 
 def shipped(gpus: int = 1) -> dict:
@@ -16,7 +17,8 @@ def shipped(gpus: int = 1) -> dict:
 
 
 def test_labels_name_what_changed():
-    assert [label(changes) for changes in GPU_CANDIDATES][:2] == ["shipped", "workers_per_gpu=1"]
+    assert [label(changes) for changes in GPU_CANDIDATES][:4] == [
+        "shipped", "compile=cudagraphs", "workers_per_gpu=4", "workers_per_gpu=4 mps=True"]
     assert label({"batchSize": 32, "maxBatchDelay": 2}) == "batchSize=32 maxBatchDelay=2"
     assert label({"handler": {"decode_threads": 8}}) == "decode_threads=8"
     assert len({label(changes) for changes in GPU_CANDIDATES}) == len(GPU_CANDIDATES)
@@ -31,6 +33,19 @@ def test_a_candidate_changes_only_its_settings_and_scales_workers_by_gpus():
     assert threads["handler"] == {**base["handler"], "decode_threads": 8} and threads["batchSize"] == base["batchSize"]
     assert base["handler"]["decode_threads"] != 8  # the base is not changed in place
     assert summary(candidate_config(base, {"batchSize": 128}, 2, gpus=2))["batchSize"] == 128
+
+
+def test_mps_is_how_a_candidate_runs_not_a_torchserve_setting():
+    changes = {"workers_per_gpu": 4, "mps": True}
+    config = candidate_config(shipped(), changes, 2, gpus=1)
+    assert uses_mps(changes) and not uses_mps({"workers_per_gpu": 4})
+    assert "mps" not in config and config == candidate_config(shipped(), {"workers_per_gpu": 4}, 2, gpus=1)
+
+
+def test_every_gpu_candidate_is_a_valid_gpu_config():
+    """A typo in a candidate would only show on the GPU host, as a failed row: the handler settings parse here."""
+    for changes in GPU_CANDIDATES:
+        parse_settings(ImageSettings, candidate_config(shipped(), changes, 2, gpus=1)["handler"])
 
 
 def row(name: str, rps: float, p99: float | None, not_ok: int = 0) -> dict:
@@ -58,3 +73,5 @@ def test_the_report_shows_the_choice_and_what_time_left_out():
     assert "| shipped | 64 | 5 | 2 |" in text and "no error: **shipped**" in text
     assert "Not measured (no time left in the budget): workers_per_gpu=3" in text
     assert "**none (no configuration kept p99 within 100 ms" in "\n".join(sweep_lines({**sweep, "best": None}))
+    failed = "\n".join(sweep_lines({**sweep, "failed": [{"label": "compile=cudagraphs", "error": "TimeoutError: gave up"}]}))
+    assert "Failed, so not in the table:\n\n- compile=cudagraphs: TimeoutError: gave up" in failed

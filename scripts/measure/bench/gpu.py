@@ -24,6 +24,7 @@ Writes <out>/results.json, report.md and throughput.png.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -52,9 +53,11 @@ from scripts.measure.bench.gpu_sweep import (
     fits,
     label,
     summary,
+    uses_mps,
 )
 from scripts.measure.bench.http_load import Cell, LoadProcesses, default_processes
 from scripts.measure.bench.machine import machine_info
+from scripts.measure.bench.mps import mps_daemon
 from scripts.measure.bench.plan import IMAGE, REPO, TEXT
 from scripts.measure.bench.raw import raw_rows
 from scripts.measure.bench.variants import archive_config, write_variant
@@ -161,9 +164,10 @@ def served_configs(model_store: Path, gpus: int, dry_run: bool, models: Sequence
     return {model: bench_config(archive_config(model_store / f"{model}.mar"), gpus, dry_run) for model in models}
 
 
-def start_server(workdir: Path, model_store: Path, configs: Mapping[str, dict], floor: bool = True) -> TorchServe:
+def start_server(workdir: Path, model_store: Path, configs: Mapping[str, dict], floor: bool = True,
+                 env: Mapping[str, str] | None = None, timeout_s: float = START_TIMEOUT_S) -> TorchServe:
     """One TorchServe in `workdir` serving each model's archive with `configs[model]` (and the floor), once
-    every worker is READY."""
+    every worker is READY (TimeoutError after `timeout_s`, the server stopped); `env` goes to the server."""
     store = workdir / "model-store"
     store.mkdir(parents=True)
     for model, config in configs.items():
@@ -171,9 +175,11 @@ def start_server(workdir: Path, model_store: Path, configs: Mapping[str, dict], 
     names = [*([FLOOR] if floor else []), *configs]
     if floor:
         write_floor(store)
-    server = TorchServe.start(workdir / SERVER_DIR, store, ",".join(f"{m}={m}" if m == FLOOR else f"{m}={m}.mar" for m in names))
+    started = time.monotonic()
+    server = TorchServe.start(workdir / SERVER_DIR, store, ",".join(f"{m}={m}" if m == FLOOR else f"{m}={m}.mar" for m in names),
+                              env=env, timeout_s=timeout_s)
     try:
-        poll_until(lambda: all(_ready(server, m) for m in names), START_TIMEOUT_S,
+        poll_until(lambda: all(_ready(server, m) for m in names), max(1.0, timeout_s - (time.monotonic() - started)),
                    f"every worker READY; see {server.workdir / 'serve.out'}", interval_s=0.2)
     except BaseException:
         server.stop()  # not left running (and its workers restarting) after a failed start
@@ -214,11 +220,13 @@ def serve_and_load(workdir: Path, args, plan: dict, gpus: int, bodies: dict[str,
 
 def sweep_rows(workdir: Path, args, gpus: int, body: bytes, load: LoadProcesses, deadline: float, save) -> dict:
     """efficientnet_lite0 at c128 in each candidate configuration (scripts/measure/bench/gpu_sweep.py), a
-    fresh server each, until the next would not finish before `deadline` (time.monotonic). `save` is
-    called with the sweep after each candidate: a run cut short keeps what it measured."""
+    fresh server each, until the next would not finish before `deadline` (time.monotonic). A candidate
+    that fails (a worker not READY within the plan's `start_s`, no MPS) is reported and the next one runs.
+    `save` is called with the sweep after each candidate: a run cut short keeps what it measured."""
     base = served_configs(args.model_store, gpus, args.cpu_dry_run, [IMAGE])[IMAGE]
     plan = DRY_SWEEP_PLAN if args.cpu_dry_run else SWEEP_PLAN
-    sweep: dict[str, Any] = {"model": IMAGE, "plan": plan, "p99_bound_ms": P99_BOUND_MS, "rows": [], "skipped": [], "best": None}
+    sweep: dict[str, Any] = {"model": IMAGE, "plan": plan, "p99_bound_ms": P99_BOUND_MS, "rows": [], "failed": [],
+                             "skipped": [], "best": None}
     durations: list[float] = []
     for number, changes in enumerate(DRY_CANDIDATES if args.cpu_dry_run else GPU_CANDIDATES):
         if not fits(deadline - time.monotonic(), durations):
@@ -226,21 +234,31 @@ def sweep_rows(workdir: Path, args, gpus: int, body: bytes, load: LoadProcesses,
             continue
         started = time.monotonic()
         config = candidate_config(base, changes, WORKERS_PER_GPU, gpus)
-        server = start_server(workdir / f"sweep-{number}", args.model_store, {IMAGE: config}, floor=False)
         try:
-            url, headers = server.prediction_url(IMAGE), {**server.auth("inference"), "Content-Type": CONTENT_TYPES[IMAGE]}
-            seconds = plan["settle_s"] + plan["cell_s"]
-            with GpuSampler() as sampler:
-                cell = load.run(url, body, headers, plan["concurrency"], seconds)
-        finally:
-            server.stop()
-        sweep["rows"].append({"label": label(changes), **summary(config),
-                              **summarise_window(cell.records, plan["settle_s"], seconds, plan["concurrency"]),
-                              **sampler.summary(), **client_fields(cell, seconds)})
+            sweep["rows"].append(measure_candidate(workdir / f"sweep-{number}", args.model_store, changes, config, body,
+                                                   load, plan, min(plan["start_s"], deadline - started)))
+        except Exception as failed:  # noqa: BLE001 - the candidate's failure is its result; the others still run
+            sweep["failed"].append({"label": label(changes), "error": f"{type(failed).__name__}: {failed}"})
         durations.append(time.monotonic() - started)
         sweep["best"] = best(sweep["rows"])
         save(sweep)
     return sweep
+
+
+def measure_candidate(workdir: Path, model_store: Path, changes: Mapping[str, Any], config: dict, body: bytes,
+                      load: LoadProcesses, plan: dict, start_timeout_s: float) -> dict:
+    """One candidate's row: a fresh server (under MPS if the candidate asks for it) loaded at the plan's
+    concurrency, `settle_s` unrecorded, then `cell_s` measured."""
+    with contextlib.ExitStack() as stack:
+        env = stack.enter_context(mps_daemon(workdir / "mps", workdir / SERVER_DIR / "mps-log")) if uses_mps(changes) else None
+        server = start_server(workdir, model_store, {IMAGE: config}, floor=False, env=env, timeout_s=start_timeout_s)
+        stack.callback(server.stop)
+        url, headers = server.prediction_url(IMAGE), {**server.auth("inference"), "Content-Type": CONTENT_TYPES[IMAGE]}
+        seconds = plan["settle_s"] + plan["cell_s"]
+        with GpuSampler() as sampler:
+            cell = load.run(url, body, headers, plan["concurrency"], seconds)
+    return {"label": label(changes), **summary(config), **summarise_window(cell.records, plan["settle_s"], seconds, plan["concurrency"]),
+            **sampler.summary(), **client_fields(cell, seconds)}
 
 
 def keep_logs(workdir: Path, logs: Path) -> None:
@@ -250,7 +268,8 @@ def keep_logs(workdir: Path, logs: Path) -> None:
     if (workdir / SERVER_DIR).exists():
         shutil.copytree(workdir / SERVER_DIR, logs, dirs_exist_ok=True, ignore=ignore)
     for folder in sorted(workdir.glob("sweep-*")):
-        shutil.copytree(folder / SERVER_DIR, logs / folder.name, dirs_exist_ok=True, ignore=ignore)
+        if (folder / SERVER_DIR).exists():
+            shutil.copytree(folder / SERVER_DIR, logs / folder.name, dirs_exist_ok=True, ignore=ignore)
 
 
 def run(args, save) -> dict:

@@ -106,7 +106,7 @@ def render_markdown(results: dict) -> str:
 
 
 def sweep_lines(sweep: dict) -> list[str]:
-    """The configurations table, the choice and what the time left out."""
+    """The configurations table, the choice, the candidates that failed and what the time left out."""
     plan = sweep["plan"]
     headers = ["configuration", "batchSize", "maxBatchDelay", "workers", "threads", "decode threads", "img/s", "p50 ms",
                "p99 ms", "not 200", "GPU util %", "GPU mem MB", "client CPU %"]
@@ -118,6 +118,8 @@ def sweep_lines(sweep: dict) -> list[str]:
              f"Each on a fresh server, {plan['settle_s']:g} s unrecorded then {plan['cell_s']:g} s measured.", "",
              markdown_table(headers, rows), "",
              f"Most img/s with p99 <= {sweep['p99_bound_ms']} ms and no error: **{choice}**.", ""]
+    if sweep.get("failed"):
+        lines += ["Failed, so not in the table:", "", *(f"- {f['label']}: {f['error']}" for f in sweep["failed"]), ""]
     if sweep["skipped"]:
         lines += [f"Not measured (no time left in the budget): {', '.join(sweep['skipped'])}.", ""]
     return lines
