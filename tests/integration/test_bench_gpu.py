@@ -42,7 +42,9 @@ def test_dry_run_writes_every_output(dry_run):
 
 def test_dry_run_served_every_cell_without_an_error(dry_run):
     results = json.loads((dry_run / "results.json").read_text())
-    assert results["floor"]["ok"] > 0 and results["floor"]["not_ok"] == 0
+    for floor in (results["floor"], results["floor_photo"]):
+        assert floor["ok"] > 0 and floor["not_ok"] == 0
+    assert results["floor"]["body_bytes"] == 1 and results["floor_photo"]["body_bytes"] > 10_000  # the photo
     for model in ("efficientnet_lite0", "minilm"):
         section = results["models"][model]
         assert [cell["concurrency"] for cell in section["cells"]] == list(results["plan"]["concurrencies"])

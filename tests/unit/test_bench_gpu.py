@@ -35,6 +35,7 @@ def results(mode: str = "gpu", first_p99: float = 150.0) -> dict:
              "in_process": [{"batch_size": 1, "throughput": 500, "latency_ms": 2.0}, {"batch_size": 64, "throughput": 6000, "latency_ms": 10.7}]}
     return {"started_at": "now", "mode": mode, "gpus": 1, "gpu_series": ["GPUMemoryUsed", "GPUUtilization"],
             "workers_per_gpu": 2, "load_processes": 4, "floor": cell(128, 6500, 20),
+            "floor_photo": {**cell(128, 5200, 25), "body_bytes": 38702},
             "machine": {"gpu": "H200", "cpu": "x", "cores": 16, "torch": "2.11"}, "models": {"efficientnet_lite0": image}}
 
 
@@ -52,6 +53,12 @@ def test_targets_met_missed_and_not_measured():
     assert rows["GPU metric series after a scrape"]["met"] is False  # GPUMemoryUtilization missing
 
 
+def test_a_report_from_before_the_photo_floor_still_renders():
+    old = results()
+    del old["floor_photo"]
+    assert "a 1-byte body, at c128: 6500 req/s" in render_markdown(old)
+
+
 def test_a_cpu_dry_run_meets_no_target():
     assert {row["met"] for row in evaluate(results(mode="cpu-dry-run"))} == {None}
     assert "none of its figures is a GPU's" in render_markdown(results(mode="cpu-dry-run"))
@@ -61,6 +68,7 @@ def test_report_names_the_host_and_every_cell():
     report = render_markdown(results())
     assert "H200, 1 GPU(s)" in report and "| 128 | 4100 | 45.0 | 90 | 0 |" in report
     assert "aiohttp clients in 4 processes on the same host" in report
+    assert "the photo as the body (38.7 KB), at c128: 5200 req/s" in report  # the frontend's cost of a photo
     assert "Weights: random values of the real shapes." in report  # a kit's served figures say they are speed only
     assert "first 10 s 1.0 req/s, p99 150.0 ms" in report and "| 64 | 6000 | 10.7 |" in report
 

@@ -11,7 +11,8 @@ model-config.yaml (scripts/build/gpu_config.py), SERVE_WORKERS_PER_GPU workers p
   batch shapes show there);
 - each model at c1, c64 and c128: throughput, p50/p99, GPU utilisation and memory (nvidia-smi,
   sampled through the cell);
-- the floor at c128, and each model's handler in process at batch 1 and its batchSize, decoding
+- the floor at c128, with a 1-byte body and with the photo as the body (what the frontend alone
+  costs to carry a photo), and each model's handler in process at batch 1 and its batchSize, decoding
   included (the ceiling);
 - which of TorchServe's GPU series :8082/metrics shows at the end (collected once a minute);
 - with --sweep, efficientnet_lite0 at c128 in each candidate GPU configuration, a fresh server each
@@ -210,8 +211,10 @@ def serve_and_load(workdir: Path, args, plan: dict, gpus: int, bodies: dict[str,
             results["models"][model] = {"config": configs[model], "weights": archive_weights(args.model_store / f"{model}.mar"),
                                         **served_rows(server, load, model, bodies[model], CONTENT_TYPES[model], plan)}
         top = max(plan["concurrencies"])
-        floor = load.run(server.prediction_url(FLOOR), bodies[FLOOR], server.auth("inference"), top, plan["cell_s"])
-        results["floor"] = {**summarise_window(floor.records, 0, plan["cell_s"], top), **client_fields(floor, plan["cell_s"])}
+        for key, body in (("floor", bodies[FLOOR]), ("floor_photo", bodies[IMAGE])):
+            floor = load.run(server.prediction_url(FLOOR), body, server.auth("inference"), top, plan["cell_s"])
+            results[key] = {**summarise_window(floor.records, 0, plan["cell_s"], top), **client_fields(floor, plan["cell_s"]),
+                            "body_bytes": len(body)}
         results["gpu_series"] = sorted({name for name, _, _ in server.metric_samples() if name in GPU_SERIES})
     finally:
         server.stop()

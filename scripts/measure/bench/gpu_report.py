@@ -71,6 +71,15 @@ def _percent(share: float | None) -> float | None:
     return None if share is None else round(100 * share, 1)
 
 
+def floor_line(floor: dict) -> str:
+    """TorchServe's own ceiling: a do-nothing handler, so the rate is the frontend's and the IPC's."""
+    size = floor.get("body_bytes", 1)
+    body = "a 1-byte body" if size <= 1 else f"the photo as the body ({size / 1000:.1f} KB)"
+    return (f"- TorchServe's floor (do-nothing handler, batch 32), {body}, at c{floor['concurrency']}: "
+            f"{floor['throughput_rps']} req/s, p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, "
+            f"client CPU {_percent(floor.get('client_cpu_share'))}%.")
+
+
 def render_markdown(results: dict) -> str:
     machine = results["machine"]
     lines = [f"# bench-gpu, {results['started_at']} ({results['mode']})", "",
@@ -79,9 +88,9 @@ def render_markdown(results: dict) -> str:
              f"{results['load_processes']} processes on the same host (their share of its CPU: `client CPU %`).", ""]
     if results["mode"] != "gpu":
         lines += ["**A CPU dry run: it checks the steps; none of its figures is a GPU's.**", ""]
-    floor = results["floor"]
-    lines += [f"TorchServe's floor (do-nothing handler, batch 32) at c{floor['concurrency']}: {floor['throughput_rps']} req/s, "
-              f"p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms, client CPU {_percent(floor.get('client_cpu_share'))}%.", ""]
+    # results.json from before the photo row has no floor_photo
+    lines += [floor_line(results[key]) for key in ("floor", "floor_photo") if key in results]
+    lines += [""]
     headers = ["concurrency", "req/s", "p50 ms", "p99 ms", "not 200", "GPU util %", "GPU mem MB", "client CPU %"]
     for model, section in results["models"].items():
         config = section["config"]
