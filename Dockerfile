@@ -127,11 +127,11 @@ COPY --from=builder /src/model-store/ /home/model-server/model-store/
 COPY --from=builder /src/wf-store/ /home/model-server/wf-store/
 # The stores stay where they are when SERVE_WORKDIR moves (a read-only root filesystem: docs/docker.md).
 # Nothing is fetched at run time: the archives hold the weights and the tokenizer.
-# SERVE_V2_FRONT: the KServe v2 front on 8090 (docker/config.properties says why it is on; "" turns it off).
+# SERVE_FRONT: the front on 8090 (docker/config.properties says why it is on; "" turns it off).
 ENV SERVE_MODEL_STORE=/home/model-server/model-store \
     SERVE_WF_STORE=/home/model-server/wf-store \
     SERVE_WORKFLOWS=photo_embedding.war \
-    SERVE_V2_FRONT=0.0.0.0:8090 \
+    SERVE_FRONT=0.0.0.0:8090 \
     HF_HUB_OFFLINE=1 \
     HF_HOME=/tmp/huggingface
 WORKDIR /home/model-server

@@ -61,13 +61,15 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 	  $(if $(MODEL_CONFIG),--config $(MODEL_CONFIG))
 
 # LOG_FORMAT=json: TorchServe's logs as JSON lines (scripts/serving/log4j2-json.xml, docs/metrics.md).
-# V2_FRONT: where the KServe v2 front listens (health, readiness, metadata: docs/protocols.md); empty: none.
+# FRONT: where the front listens (KServe v2 routes: docs/protocols.md; OpenAI's embeddings: docs/openai.md);
+# empty: none. V2_FRONT is its old name, still read (make serve V2_FRONT= turns it off too).
 LOG_FORMAT  ?= text
 V2_FRONT    ?= 127.0.0.1:8090
+FRONT       ?= $(V2_FRONT)
 serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it)
 	$(VENV)/bin/ts-bundle-serve --config $(CONFIG) --model-store $(MODEL_STORE) \
 	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT) \
-	  $(if $(V2_FRONT),--v2-front $(V2_FRONT))
+	  $(if $(FRONT),--front $(FRONT))
 
 # The same check as the `ready:` line of make serve, the image's HEALTHCHECK and the k8s readiness probe.
 READY_TIMEOUT ?= 300
@@ -93,7 +95,7 @@ bench-gpu: archive weights  ## benchmark the GPU configuration on this host's GP
 	$(VENV)/bin/ts-bundle-bench-gpu --model-store $(MODEL_STORE) --weights-dir $(WEIGHTS_DIR) --out build/bench-gpu $(BENCH_GPU_ARGS)
 
 doctor: $(STAMP)  ## check the installation (versions, Java, CPU/GPU, free ports), each failure with its fix
-	$(VENV)/bin/ts-bundle-doctor --config $(CONFIG) $(if $(V2_FRONT),--v2-front $(V2_FRONT))
+	$(VENV)/bin/ts-bundle-doctor --config $(CONFIG) $(if $(FRONT),--front $(FRONT))
 
 inspect: $(WEIGHTS_DIR)/$(MODEL)/metadata.json  ## resource estimates for MODEL: weights, activations, RSS per worker, workers that fit
 	$(VENV)/bin/ts-bundle-inspect $(MODEL) --model-dir $(WEIGHTS_DIR)/$(MODEL)
@@ -170,7 +172,7 @@ base-stand-in:
 print-%:
 	@echo $($*)
 
-# Inference and the v2 front on every interface; management and metrics on this host's loopback only.
+# Inference and the front on every interface; management and metrics on this host's loopback only.
 docker-run: engine  ## run the image in the foreground, snapshots in the torchserve-snapshots volume
 	$(RUN_ENGINE) run --rm --name torchserve $(if $(filter gpu,$(VARIANT)),--gpus all) \
 	  -p 8080:8080 -p 8090:8090 -p 127.0.0.1:8081:8081 -p 127.0.0.1:8082:8082 \

@@ -22,9 +22,11 @@ if [ -n "$workflows" ]; then
   # shellcheck disable=SC2086  # a space-separated list of archive names
   set -- --workflow-store "$wf_store" --workflows $workflows "$@"
 fi
-# The KServe v2 front (scripts/serving/front.py: health, readiness, metadata) at host:port; "" for none.
-if [ -n "${SERVE_V2_FRONT:-}" ]; then
-  set -- --v2-front "$SERVE_V2_FRONT" "$@"
+# The front (scripts/serving/front.py: the KServe v2 routes and OpenAI's embeddings) at host:port;
+# "" for none. SERVE_V2_FRONT, its old name, wins when set, so `-e SERVE_V2_FRONT=` still turns it off.
+front=${SERVE_V2_FRONT-${SERVE_FRONT:-}}
+if [ -n "$front" ]; then
+  set -- --front "$front" "$@"
 fi
 
 # GPU image: SERVE_WORKERS_PER_GPU workers of each model on every visible GPU (TorchServe's own rule,

@@ -86,30 +86,30 @@ def check_cpu() -> Check:
     return Check("cpu", True, detail, required=False)
 
 
-def check_ports(config: Path, v2_front: str = "") -> list[Check]:
-    """TorchServe's ports from the config, and the v2 front's (`make serve` starts it too)."""
+def check_ports(config: Path, front: str = "") -> list[Check]:
+    """TorchServe's ports from the config, and the front's (`make serve` starts it too)."""
     checks, addresses = [], listen_addresses(config.read_text())
-    if v2_front:
-        addresses["v2 front"] = parse_listen(v2_front)
+    if front:
+        addresses["front"] = parse_listen(front)
     for name, (host, port) in addresses.items():
         with socket.socket() as sock:
             free = sock.connect_ex(("127.0.0.1" if host == "0.0.0.0" else host, port)) != 0
         checks.append(Check(f"port {port} ({name})", free, "free" if free else "in use",
                             "stop the other server (make stop) or change the address in "
-                            + ("V2_FRONT=" if name == "v2 front" else config.name)))
+                            + ("FRONT=" if name == "front" else config.name)))
     return checks
 
 
-def run_checks(config: Path, v2_front: str = "") -> list[Check]:
-    return [*check_versions(), check_java(), check_cuda(), check_cpu(), *check_ports(config, v2_front)]
+def run_checks(config: Path, front: str = "") -> list[Check]:
+    return [*check_versions(), check_java(), check_cuda(), check_cpu(), *check_ports(config, front)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "config.properties")
-    parser.add_argument("--v2-front", default="", metavar="HOST:PORT", help="the v2 front's address (make serve's V2_FRONT)")
+    parser.add_argument("--front", "--v2-front", default="", metavar="HOST:PORT", help="the front's address (make serve's FRONT)")
     args = parser.parse_args(argv)
-    checks = run_checks(args.config, args.v2_front)
+    checks = run_checks(args.config, args.front)
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
         print(f"[{mark}] {check.name:<28} {check.detail}")

@@ -1,7 +1,7 @@
 """The bundle's HTTP front beside TorchServe, on aiohttp: the v2 routes TorchServe 0.12 lacks, and
 OpenAI's embeddings API over the text model.
 
-    python -m scripts.serving.serve --v2-front 127.0.0.1:8090 ...   # make serve, the image: in serve.py's process
+    python -m scripts.serving.serve --front 127.0.0.1:8090 ...      # make serve, the image: in serve.py's process
     python -m scripts.serving.front --listen 127.0.0.1:8090 --config config.properties --key-file key_file.json \\
         --workflows photo_embedding.war                              # by hand, beside a running TorchServe
 
@@ -94,11 +94,11 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     except (web.HTTPException, asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        print(f"v2 front: unexpected error on {request.method} {request.path}", file=sys.stderr, flush=True)
+        print(f"front: unexpected error on {request.method} {request.path}", file=sys.stderr, flush=True)
         traceback.print_exc(file=sys.stderr)
         return refusal(request, 500, "the front failed on this request; see its log")
     if response.status >= 500:  # only these: probes every few seconds would drown the rest (TorchServe logs the infers)
-        print(f"v2 front: {request.method} {request.path_qs} -> {response.status}", file=sys.stderr, flush=True)
+        print(f"front: {request.method} {request.path_qs} -> {response.status}", file=sys.stderr, flush=True)
     return response
 
 
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     front = Front.from_config(args.config, args.key_file, args.workflows)
     host, port = args.listen
-    print(f"v2 front: http://{host}:{port} -> TorchServe {front.inference_url} (management {front.server.management_url})", flush=True)
+    print(f"front: http://{host}:{port} -> TorchServe {front.inference_url} (management {front.server.management_url})", flush=True)
     web.run_app(app(front), host=host, port=port, access_log=None, print=None, shutdown_timeout=STOP_TIMEOUT_S)
     return 0
 

@@ -4,7 +4,7 @@
     python -m scripts.serving.serve --config other.properties --model-store /models
     python -m scripts.serving.serve --log-dir /state --snapshots      # the container (docker/entrypoint.sh)
     python -m scripts.serving.serve --log-format json                 # logs as JSON lines (scripts/serving/log4j2-json.xml)
-    python -m scripts.serving.serve --v2-front 127.0.0.1:8090         # + the KServe v2 front (scripts/serving/front.py)
+    python -m scripts.serving.serve --front 127.0.0.1:8090            # + the front: KServe v2, OpenAI (scripts/serving/front.py)
 
 TorchServe's own launcher starts Java as a child and does not pass signals on, and it keeps
 a pid file in $TMPDIR that a second server would trip over. This wrapper gives the launcher a
@@ -18,7 +18,7 @@ chooses that folder), and the next start resumes the model set (models, versions
 the newest one. The server settings still come from --config: TorchServe's own resume, which
 happens only when it is given no config at all, would take every setting from the old snapshot.
 
-With --v2-front the front (scripts/serving/front.py: the Open Inference Protocol routes) listens
+With --front the front (scripts/serving/front.py: the KServe v2 routes, OpenAI's embeddings) listens
 in this process from the start, on a thread of its own, and is stopped after Java has exited,
 however that came about. Until TorchServe answers, its live and ready routes say so (400).
 """
@@ -89,7 +89,7 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start
     """Run the launcher in its own process group until it ends or a signal stops it.
 
     `on_start` (optional) runs in a thread once the process is up, e.g. workflow registration;
-    `on_stop` (optional) runs once the whole group has exited, e.g. stopping the v2 front.
+    `on_stop` (optional) runs once the whole group has exited, e.g. stopping the front.
     `workdir` is TorchServe's working directory (key_file.json), where stopping is marked;
     `inference_port` the port whose requests in flight are waited for before Java is stopped.
     """
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflows", nargs="*", default=[], help="archives of the workflow store to register once up")
     parser.add_argument("--log-format", choices=sorted(LOG_CONFIGS), default="text",
                         help="json: every TorchServe log as JSON lines (time, level, logger, model, request_id, message)")
-    parser.add_argument("--v2-front", type=listen_arg, metavar="HOST:PORT", help="also serve the KServe v2 front there (scripts/serving/front.py)")
+    parser.add_argument("--front", "--v2-front", type=listen_arg, metavar="HOST:PORT",  # --v2-front: its old name
+                        help="also serve the front there: KServe v2 and OpenAI's embeddings (scripts/serving/front.py)")
     args = parser.parse_args(argv)
     check_java()
     if not args.model_store.is_dir():
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"serve: --log-format {args.log_format} needs {log_config}, which is missing")
     command = torchserve_command(config, args.model_store, args.models, args.snapshots, args.workflow_store, log_config)
     key_file = Path("key_file.json").resolve()  # TorchServe writes it in its working directory: this one
-    front = start_front(args.v2_front, args.config, key_file, args.workflows) if args.v2_front else None
+    front = start_front(args.front, args.config, key_file, args.workflows) if args.front else None
     inference_port = urlsplit(local_url(args.config.read_text(), "inference")).port
     return run(command, args.run_dir, args.log_dir, on_start=lambda: announce_ready(args.config, args.workflows, key_file, front),
                on_stop=front.stop if front else None, workdir=key_file.parent, inference_port=inference_port)
@@ -188,7 +189,7 @@ def announce_ready(config: Path, wars: list[str], key_file: Path = Path("key_fil
     if problems:
         print(f"serve: not ready after {READY_TIMEOUT_S} s: {'; '.join(problems)}", file=sys.stderr, flush=True)
     else:
-        print(f"ready: {readiness.summary(server)}" + (f"; v2 front: {front.url}" if front else ""), flush=True)
+        print(f"ready: {readiness.summary(server)}" + (f"; front: {front.url}" if front else ""), flush=True)
 
 
 def start_front(listen: str, config: Path, key_file: Path, workflows: list[str]) -> Running | None:
@@ -198,9 +199,9 @@ def start_front(listen: str, config: Path, key_file: Path, workflows: list[str])
     try:
         running = Running(app(Front.from_config(config, key_file, workflows)), host, port).start()
     except OSError as error:
-        print(f"serve: v2 front not started on {listen}: {error}", file=sys.stderr, flush=True)
+        print(f"serve: front not started on {listen}: {error}", file=sys.stderr, flush=True)
         return None
-    print(f"serve: v2 front on {running.url} (scripts/serving/front.py)", flush=True)
+    print(f"serve: front on {running.url} (scripts/serving/front.py)", flush=True)
     return running
 
 

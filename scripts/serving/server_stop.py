@@ -1,7 +1,7 @@
 """How scripts/serving/serve.py stops TorchServe on SIGTERM or Ctrl-C, inside an orchestrator's grace period.
 
 1. Readiness fails from now on: scripts/serving/readiness.py reads the marker `mark_stopping` writes
-   beside key_file.json, so no new traffic is sent (the Kubernetes probe, the v2 front's
+   beside key_file.json, so no new traffic is sent (the Kubernetes probe, the front's
    /v2/health/ready, the image's health check).
 2. Drain: TorchServe 0.12's shutdown closes the connections of requests in flight (seen: 12 of
    12 reset), so Java is signalled only once no client holds a connection to the inference port

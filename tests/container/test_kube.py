@@ -1,7 +1,7 @@
 """deploy/k8s for real: both overlays render with kubectl kustomize and validate against the
 Kubernetes schemas offline; the CPU overlay runs under `podman kube play` (make kube-play) and
 serves a photo through the gateway with the shared token, and refuses no token or a wrong one.
-The gateway's v2 routes too: health and metadata to the v2 front without the token, infer
+The gateway's v2 routes too: health and metadata to the front without the token, infer
 (versioned or not) to TorchServe with it, and its own 413 as JSON."""
 
 from __future__ import annotations

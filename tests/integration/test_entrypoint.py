@@ -1,5 +1,5 @@
 """docker/entrypoint.sh run outside Docker with the container config (docker/config.properties):
-a real prediction, the healthcheck, the v2 front beside TorchServe, snapshots in the log folder,
+a real prediction, the healthcheck, the front beside TorchServe, snapshots in the log folder,
 and a clean stop on SIGTERM (the front's too).
 
 It runs from a copy of just the files the Dockerfile's runtime stage puts in /app, so a file the
@@ -59,7 +59,7 @@ def env(tmp_path_factory) -> dict[str, str]:
         "SERVE_MODEL_STORE": str(root / "model-store"),
         "SERVE_LOG_DIR": str(root / "logs"),
         "SERVE_WORKFLOWS": "",  # the session server covers workflow registration
-        "SERVE_V2_FRONT": f"127.0.0.1:{free_port()}",  # the image turns it on (on 0.0.0.0:8090)
+        "SERVE_FRONT": f"127.0.0.1:{free_port()}",  # the image turns it on (on 0.0.0.0:8090)
         **{f"TS_{api.upper()}_ADDRESS": f"http://127.0.0.1:{free_port()}" for api in ("inference", "management", "metrics")},
         **{f"TS_GRPC_{api}_PORT": str(free_port()) for api in ("INFERENCE", "MANAGEMENT")},  # not 7070/7071: make serve may hold them
     }
@@ -139,16 +139,16 @@ def listening_ports(process: psutil.Process) -> set[int]:
     return {c.laddr.port for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
 
 
-def test_the_v2_front_is_served_by_serve_py_itself(container, env):
-    """SERVE_V2_FRONT -> scripts/serving/serve.py --v2-front: the front listens in serve.py's own process
+def test_the_front_is_served_by_serve_py_itself(container, env):
+    """SERVE_FRONT -> scripts/serving/serve.py --front: the front listens in serve.py's own process
     (no second process to watch), and the ready: line names it."""
-    front = f"http://{env['SERVE_V2_FRONT']}"
+    front = f"http://{env['SERVE_FRONT']}"
     poll_until(lambda: "ready: " in (container.workdir / "serve.out").read_text(), 240, "the ready: line")
     (ready,) = [line for line in (container.workdir / "serve.out").read_text().splitlines() if line.startswith("ready: ")]
-    assert ready.endswith(f"; v2 front: {front}"), ready
+    assert ready.endswith(f"; front: {front}"), ready
     assert requests.get(f"{front}/v2/health/ready", timeout=30).json() == {"ready": True}
     assert requests.get(f"{front}/v2/models/efficientnet_lite0/ready", timeout=30).status_code == 200
-    assert int(env["SERVE_V2_FRONT"].rpartition(":")[2]) in listening_ports(serve_process(container))
+    assert int(env["SERVE_FRONT"].rpartition(":")[2]) in listening_ports(serve_process(container))
 
 
 def test_snapshots_go_to_the_log_dir(container):
@@ -159,19 +159,19 @@ def test_snapshots_go_to_the_log_dir(container):
 
 def test_the_prestop_hook_makes_readiness_fail_at_once(container, healthcheck, env):
     """deploy/k8s's preStop: `healthcheck.py --stopping N` marks the server stopping; the probe and
-    the v2 front's /v2/health/ready say not ready while it still serves (the next test stops it)."""
+    the front's /v2/health/ready say not ready while it still serves (the next test stops it)."""
     assert healthcheck().returncode == 0
     marked = healthcheck("--stopping", "0")
     assert marked.returncode == 0, marked.stderr
     probe = healthcheck()
     assert probe.returncode == 1 and "not ready: stopping: preStop hook" in probe.stderr
-    assert requests.get(f"http://{env['SERVE_V2_FRONT']}/v2/health/ready", timeout=30).status_code == 400
+    assert requests.get(f"http://{env['SERVE_FRONT']}/v2/health/ready", timeout=30).status_code == 400
     assert healthcheck("--live").returncode == 0  # alive: liveness must not restart a pod that is draining
     cat = (REPO / "samples" / "cat.jpg").read_bytes()
     assert container.predict("efficientnet_lite0", data=cat).status_code == 200
 
 
-def test_sigterm_stops_torchserve_java_and_the_v2_front(container, healthcheck, env):
+def test_sigterm_stops_torchserve_java_and_the_front(container, healthcheck, env):
     java = [p for p in psutil.process_iter(["cmdline"]) if str(container.workdir) in " ".join(p.info["cmdline"] or [])
             and "org.pytorch.serve.ModelServer" in (p.info["cmdline"] or [])]
     assert len(java) == 1
@@ -180,7 +180,7 @@ def test_sigterm_stops_torchserve_java_and_the_v2_front(container, healthcheck, 
     assert not java[0].is_running()
     assert not serve.is_running()
     with pytest.raises(requests.ConnectionError):  # the front went with it
-        requests.get(f"http://{env['SERVE_V2_FRONT']}/v2/health/live", timeout=5)
+        requests.get(f"http://{env['SERVE_FRONT']}/v2/health/live", timeout=5)
     log = (container.workdir / "serve.out").read_text()
     assert "serve: SIGTERM: not ready from now" in log and "serve: stopped " in log
     assert not (container.workdir / "serve.stopping").exists()

@@ -28,7 +28,7 @@ TEXT_METADATA = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}
                  "outputs": [{"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}]}
 HELLO = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello"]}]}
 DOC = REPO / "docs" / "protocols.md"
-DOC_FRONT = "http://127.0.0.1:8090"  # the address the docs show (make serve's V2_FRONT)
+DOC_FRONT = "http://127.0.0.1:8090"  # the address the docs show (make serve's FRONT)
 
 
 @pytest.fixture(scope="module")

@@ -85,12 +85,12 @@ def test_entrypoint_and_healthcheck_exist():
 
 
 def test_expose_matches_the_container_config():
-    """TorchServe's three APIs, and the v2 front the image turns on (SERVE_V2_FRONT)."""
+    """TorchServe's three APIs, and the front the image turns on (SERVE_FRONT)."""
     addresses = listen_addresses((REPO / "docker" / "config.properties").read_text())
     assert {host for host, _ in addresses.values()} == {"0.0.0.0"}
     exposed = {int(port) for args in of("EXPOSE") for port in args.split()}
-    front = re.search(r"SERVE_V2_FRONT=0\.0\.0\.0:(\d+)", " ".join(of("ENV")))
-    assert front, "the image's ENV sets no SERVE_V2_FRONT=0.0.0.0:<port>"
+    front = re.search(r"SERVE_FRONT=0\.0\.0\.0:(\d+)", " ".join(of("ENV")))
+    assert front, "the image's ENV sets no SERVE_FRONT=0.0.0.0:<port>"
     assert exposed == {port for _, port in addresses.values()} | {int(front.group(1))} == {8080, 8081, 8082, 8090}
 
 

@@ -51,8 +51,16 @@ def test_this_machine_passes_the_required_checks(tmp_path):
     assert failed == []
 
 
-def test_a_taken_v2_front_port_names_v2_front(tmp_path, taken_port):
+def test_a_taken_front_port_names_the_front(tmp_path, taken_port):
     config = tmp_path / "config.properties"
     config.write_text("")
     (check,) = doctor.check_ports(config, f"127.0.0.1:{taken_port}")
-    assert not check.ok and check.name == f"port {taken_port} (v2 front)" and "V2_FRONT=" in check.fix
+    assert not check.ok and check.name == f"port {taken_port} (front)" and "FRONT=" in check.fix
+
+
+def test_the_front_flag_and_its_old_name(tmp_path, taken_port, capsys):
+    config = tmp_path / "config.properties"
+    config.write_text("")
+    for flag in ("--front", "--v2-front"):
+        doctor.main(["--config", str(config), flag, f"127.0.0.1:{taken_port}"])
+        assert f"[FAIL] port {taken_port} (front)" in capsys.readouterr().out

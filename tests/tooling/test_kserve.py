@@ -1,6 +1,6 @@
 """deploy/kserve offline: both renders validate against KServe's own CRD schemas (vendored from a
 release tag) and the Kubernetes ones, manifests broken on purpose do not, the runtime agrees with
-its config.properties and with the v2 front, and `make kserve-store` builds KServe's layout."""
+its config.properties and with the front, and `make kserve-store` builds KServe's layout."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def test_the_front_takes_the_port_kserve_sends_traffic_to(rendered):
     _, docs = rendered
     container = runtime_container(docs)
     env = env_of(container)
-    host, port = env["SERVE_V2_FRONT"].rsplit(":", 1)
+    host, port = env["SERVE_FRONT"].rsplit(":", 1)
     assert host == "0.0.0.0" and int(port) == 8080  # KServe's InferenceServiceDefaultHttpPort
     assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http1", 8080)]  # Knative: one port, http1
     assert int(port) not in {port_of(CONFIG[f"{api}_address"]) for api in ("inference", "management", "metrics")}

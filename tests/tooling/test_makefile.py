@@ -47,3 +47,16 @@ def test_archives_depend_on_what_builds_them():
     assert "ts-bundle-export efficientnet_lite0" in plan and "ts-bundle-archive efficientnet_lite0" in plan
     plan = make("-n", "-W", "scripts/build/archives.py", "model-store/minilm.mar").stdout
     assert "ts-bundle-archive minilm" in plan
+
+
+def test_the_front_address_and_its_old_name():
+    """FRONT sets where make serve's front listens (doctor checks the same port); V2_FRONT, its old
+    name, still does, and either one empty turns the front off."""
+    def front_flag(*overrides: str) -> list[str]:
+        (line,) = [line for line in make("-n", "doctor", *overrides).stdout.splitlines() if "ts-bundle-doctor" in line]
+        words = line.split()
+        return words[words.index("--front"):][:2] if "--front" in words else []
+    assert front_flag() == ["--front", "127.0.0.1:8090"]
+    assert front_flag("FRONT=0.0.0.0:9000") == ["--front", "0.0.0.0:9000"]
+    assert front_flag("V2_FRONT=0.0.0.0:9001") == ["--front", "0.0.0.0:9001"]
+    assert front_flag("FRONT=") == front_flag("V2_FRONT=") == []

@@ -156,9 +156,9 @@ def _containers(doc: dict) -> list[dict]:
 
 
 def test_v2_paths_reach_the_front_without_the_token_and_infer_reaches_torchserve_with_it():
-    """The v2 front listens on the pod's loopback; the gateway sends it GETs only (no token), and
+    """The front listens on the pod's loopback; the gateway sends it GETs only (no token), and
     every v2 infer, versioned or not, through the token check to TorchServe itself."""
-    host, port = ENV["SERVE_V2_FRONT"].split(":")
+    host, port = ENV["SERVE_FRONT"].split(":")
     assert host == "127.0.0.1"
     template = (K8S / "base" / "gateway.conf.template").read_text()
     locations = dict(re.findall(r"location ([^{]+?) \{(.*?)\n    \}", template, flags=re.S))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import ts
 
-from scripts.serving.serve import LOG_CONFIGS, resume_config, torchserve_command
+from scripts.serving.serve import LOG_CONFIGS, main, resume_config, torchserve_command
 
 # Lines of a snapshot as TorchServe 0.12 writes it (java.util.Properties: one escaped line each).
 MODEL_SNAPSHOT = (
@@ -140,3 +140,10 @@ def test_the_json_log4j2_config_writes_json_lines():
         assert pattern.startswith('{"time":"') and pattern.endswith('"}%n')
         assert all(f'"{key}":' in pattern for key in ("level", "logger", "model", "request_id", "message"))
         assert '"message":"%enc{%m}{JSON}"' in pattern  # escaped: quotes in a message cannot break the line
+
+
+@pytest.mark.parametrize("flag", ["--front", "--v2-front"])  # --v2-front: the old name, still read
+def test_the_front_address_is_checked_under_either_name(flag, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([flag, "no-port-here"])  # refused while parsing, before Java or TorchServe is looked for
+    assert stopped.value.code == 2 and "argument --front/--v2-front" in capsys.readouterr().err

@@ -1,8 +1,10 @@
-"""docker/entrypoint.sh's workers per GPU: SERVE_WORKERS_PER_GPU x the GPUs nvidia-smi lists becomes
-TorchServe's default_workers_per_model (TS_DEFAULT_WORKERS_PER_MODEL), unless that is set already.
+"""docker/entrypoint.sh's environment: workers per GPU (SERVE_WORKERS_PER_GPU x the GPUs nvidia-smi
+lists becomes TorchServe's default_workers_per_model, TS_DEFAULT_WORKERS_PER_MODEL, unless that is set
+already) and where the front listens (SERVE_FRONT, or SERVE_V2_FRONT, its old name).
 
 No GPU here, so `nvidia-smi` is a script on PATH that lists N GPUs as the real one does, and
-`python` one that prints the variable the entrypoint exported instead of starting the server."""
+`python` one that prints what the entrypoint exported, and the front's address it was given,
+instead of starting the server. tests/integration/test_entrypoint.py runs it with the real one."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ NVIDIA_SMI = """#!/bin/sh
 i=0; while [ $i -lt {gpus} ]; do echo "GPU $i: NVIDIA H200 (UUID: GPU-$i)"; i=$((i+1)); done
 """
 PYTHON = '#!/bin/sh\necho "workers=${TS_DEFAULT_WORKERS_PER_MODEL:-unset}"\n'
+PYTHON_FRONT = '#!/bin/sh\nfront=none\nwhile [ $# -gt 0 ]; do [ "$1" = --front ] && front=$2; shift; done\necho "front=$front"\n'
 
 
-def run_entrypoint(tmp_path: Path, gpus: int | None, **env: str) -> str:
+def run_entrypoint(tmp_path: Path, gpus: int | None = None, python: str = PYTHON, **env: str) -> str:
     bin_dir = tmp_path / f"bin-{len(list(tmp_path.glob('bin-*')))}"  # fresh per call: no nvidia-smi left from the last
     bin_dir.mkdir()
-    scripts = {"python": PYTHON, **({"nvidia-smi": NVIDIA_SMI.format(gpus=gpus)} if gpus is not None else {})}
+    scripts = {"python": python, **({"nvidia-smi": NVIDIA_SMI.format(gpus=gpus)} if gpus is not None else {})}
     for name, text in scripts.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -45,3 +48,15 @@ def test_an_explicit_default_workers_per_model_wins(tmp_path):
 def test_the_cpu_image_and_a_host_without_nvidia_smi_are_left_alone(tmp_path):
     assert run_entrypoint(tmp_path, 4) == "workers=unset"  # the CPU image sets no SERVE_WORKERS_PER_GPU
     assert run_entrypoint(tmp_path, None, SERVE_WORKERS_PER_GPU="2") == "workers=unset"
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"SERVE_FRONT": "0.0.0.0:8090"}, "0.0.0.0:8090"),   # the image's ENV
+    ({}, "none"),
+    ({"SERVE_FRONT": ""}, "none"),                       # -e SERVE_FRONT= turns it off
+    ({"SERVE_V2_FRONT": "127.0.0.1:9000"}, "127.0.0.1:9000"),                          # the old name, in a kept manifest
+    ({"SERVE_FRONT": "0.0.0.0:8090", "SERVE_V2_FRONT": ""}, "none"),                   # the old way to turn it off still does
+    ({"SERVE_FRONT": "0.0.0.0:8090", "SERVE_V2_FRONT": "127.0.0.1:9000"}, "127.0.0.1:9000"),
+])
+def test_the_front_listens_where_the_environment_says(tmp_path, env, expected):
+    assert run_entrypoint(tmp_path, python=PYTHON_FRONT, **env) == f"front={expected}"
