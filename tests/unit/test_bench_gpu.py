@@ -8,8 +8,9 @@ import yaml
 
 from handlers.config import ImageSettings, TextSettings, parse_settings
 from models.registry import get_spec
-from scripts.measure.bench.gpu import bench_config, write_outputs
+from scripts.measure.bench.gpu import write_outputs
 from scripts.measure.bench.gpu_report import evaluate, first_vs_next, render_markdown, summarise_window
+from scripts.measure.bench.gpu_server import bench_config
 
 RECORDS = [(0.1, 10.0, 200), (0.5, 30.0, 200), (1.2, 5.0, 200), (1.5, 7.0, 503), (2.5, 9.0, 200)]
 

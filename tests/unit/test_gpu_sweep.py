@@ -7,8 +7,8 @@ import yaml
 
 from handlers.config import ImageSettings, parse_settings
 from models.registry import get_spec
-from scripts.measure.bench.gpu import bench_config
 from scripts.measure.bench.gpu_report import sweep_lines
+from scripts.measure.bench.gpu_server import bench_config
 from scripts.measure.bench.gpu_sweep import GPU_CANDIDATES, best, candidate_config, fits, label, summary, uses_mps
 
 

@@ -42,6 +42,10 @@ class Cell:
         """The client's share of the host's CPU over the cell (it runs on the server's host)."""
         return round(self.cpu_s / (seconds * (cpus or os.cpu_count() or 1)), 3)
 
+    def client_fields(self, seconds: float) -> dict:
+        """Which client loaded the cell and how much of the host it took (it shares the host with the server)."""
+        return {"client": f"aiohttp x{self.processes}", "client_cpu_share": self.cpu_share(seconds)}
+
 
 def default_processes(cpus: int | None = None) -> int:
     """A quarter of the cores, at least one: the rest are the server's (its frontend, workers and their decode threads)."""
