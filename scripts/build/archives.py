@@ -24,8 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+import yaml
+
+from handlers.config import ImageSettings, TextSettings
 from handlers.weights import read_metadata, sha256_file
-from models.registry import CONFIG_DIR, DEFAULT_MODEL, IMAGE_HANDLER, REGISTRY
+from models.registry import CONFIG_DIR, DEFAULT_MODEL, IMAGE_HANDLER, REGISTRY, TEXT_HANDLER
+from scripts.build import model_config
 from scripts.build.extra import build_packages
 
 with build_packages():  # the runtime image has no archiver: one line that names the `build` extra
@@ -36,6 +40,8 @@ REPO = Path(__file__).resolve().parents[2]
 HANDLERS_DIR = REPO / "handlers"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MANIFEST = "MAR-INF/MANIFEST.json"
+HANDLER_SETTINGS = {IMAGE_HANDLER: ImageSettings, TEXT_HANDLER: TextSettings}
+"""The settings each of the bundle's handlers parses its `handler:` section into (another handler: unchecked)."""
 
 
 def build_archive(
@@ -52,6 +58,8 @@ def build_archive(
     spec = REGISTRY.get(name)
     config = config or (spec.config_path if spec else CONFIG_DIR / "custom_image.yaml")
     handler = handler or (spec.handler if spec else IMAGE_HANDLER)
+    settings_class = spec.settings_class if spec and handler == spec.handler else HANDLER_SETTINGS.get(handler)
+    model_config.check(yaml.safe_load(Path(config).read_text()), settings_class, str(config))  # before TorchServe misreads it
     model_store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{name}-stage-") as stage:
         stage_path = stage_extra_files(folder, metadata["weights_file"], Path(stage))

@@ -172,3 +172,17 @@ def test_a_build_leaves_other_builds_staging_alone(root, tmp_path):
         assert tempfile.gettempdir() == shared  # restored afterwards
     finally:
         shutil.rmtree(other, ignore_errors=True)
+
+
+def test_a_config_torchserve_would_misread_is_refused_before_archiving(root, tmp_path, capsys):
+    """`maxBatchDelay: 0` would load and then hold every batch 100 ms (TorchServe's default for an
+    unset delay); a typo in the GPU section would show first on the GPU image: make archive says so."""
+    from scripts.build.archives import main
+
+    bad = tmp_path / "model-config.yaml"
+    bad.write_text(CONFIG.replace("batchSize: 2", "batchSize: 2\nmaxBatchDelay: 0\ngpu:\n  handler:\n    precison: fp16"))
+    store = tmp_path / "store"
+    assert main([NAME, "--weights-dir", str(root / "weights"), "--model-store", str(store), "--config", str(bad)]) == 1
+    message = capsys.readouterr().err
+    assert message.startswith(f"build_archives: {bad}: maxBatchDelay: 0 reads as unset") and "['precison']" in message
+    assert not (store / f"{NAME}.mar").exists()
