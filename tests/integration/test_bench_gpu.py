@@ -72,6 +72,9 @@ def test_dry_run_sweeps_the_configurations_each_on_its_own_server(dry_run):
     assert [row["label"] for row in sweep["rows"]] == ["shipped", "batchSize=4"] and sweep["skipped"] == []
     assert [row["batchSize"] for row in sweep["rows"]] == [results["models"]["efficientnet_lite0"]["config"]["batchSize"], 4]
     assert all(row["ok"] > 0 and row["not_ok"] == 0 for row in sweep["rows"])
+    assert all(row["c1_p50_ms"] > 0 for row in sweep["rows"])  # then one client alone, on the same server
+    batch_one = next(r["latency_ms"] for r in results["models"]["efficientnet_lite0"]["in_process"] if r["batch_size"] == 1)
+    assert sweep["c1_bound_ms"] == round(batch_one + 5, 2)
     assert sweep["best"] in {"shipped", "batchSize=4", None}
     report = (dry_run / "report.md").read_text()
     assert "## Configurations: efficientnet_lite0 at c4" in report
