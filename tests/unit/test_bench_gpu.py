@@ -72,6 +72,7 @@ def test_report_names_the_host_and_every_cell():
     assert "the photo as the body (38.7 KB), at c128: 5200 req/s" in report  # the frontend's cost of a photo
     assert "Weights: random values of the real shapes." in report  # a kit's served figures say they are speed only
     assert "first 10 s 1.0 req/s, p99 150.0 ms" in report and "| 64 | 6000 | 10.7 |" in report
+    assert "waits the whole maxBatchDelay (5 ms here)" in report  # the config's, named beside the c1 target
 
 
 def test_bench_serves_the_gpu_images_config():
