@@ -39,16 +39,15 @@ def problems(config: Any, settings_class: type[HandlerSettings] | None = None) -
     each; empty when it serves as written. `settings_class`: the handler's, to parse `handler:` with."""
     if not isinstance(config, Mapping):
         return [f"the file must be a mapping of keys to values, not {type(config).__name__}"]
-    gpu = config.get("gpu")
     found = _key_problems(config, "")
-    if gpu is not None and not isinstance(gpu, Mapping):
-        found.append(f"gpu: must be a mapping of the settings the GPU image changes, not {type(gpu).__name__}")
-        gpu = None
-    if gpu is not None:
+    gpu = config.get("gpu")
+    if isinstance(gpu, Mapping):
         found += _key_problems(gpu, "gpu.")
+    elif gpu is not None:
+        found.append(f"gpu: must be a mapping of the settings the GPU image changes, not {type(gpu).__name__}")
     if settings_class is not None:
-        variants = [("handler", config)] + ([("gpu variant's handler", gpu_variant(dict(config)))] if gpu is not None else [])
-        for where, variant in variants:
+        variants = {"handler": config, **({"gpu variant's handler": gpu_variant(dict(config))} if isinstance(gpu, Mapping) else {})}
+        for where, variant in variants.items():
             try:
                 parse_settings(settings_class, variant.get("handler"))
             except (TypeError, ValueError) as error:
