@@ -77,8 +77,8 @@ KEY_FILE      ?= key_file.json
 ready: $(STAMP)  ## wait until the running server serves: every model's workers READY, every workflow registered
 	@$(VENV)/bin/ts-bundle-ready --config $(CONFIG) --key-file $(KEY_FILE) --workflows $(WORKFLOWS) --wait $(READY_TIMEOUT)
 
-stop:  ## stop a TorchServe started by `make serve` in another terminal
-	TMPDIR=$(CURDIR)/logs/run $(VENV)/bin/torchserve --stop
+stop: $(STAMP)  ## stop the server `make serve` runs in another terminal; returns once it has stopped
+	$(VENV)/bin/ts-bundle-stop --run-dir logs/run
 
 # Performance (docs/performance.md). BENCH_ARGS=--smoke for a quick run, --wait-quiet 0.5 on a shared machine.
 BENCH_ARGS ?=

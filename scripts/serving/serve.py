@@ -11,7 +11,8 @@ a pid file in $TMPDIR that a second server would trip over. This wrapper gives t
 private $TMPDIR (--run-dir), starts it in its own process group, and on SIGINT/SIGTERM marks the
 server stopping (readiness fails), sends SIGTERM to Java alone, which answers the requests in
 flight and stops its workers, then ends whatever is left of the group (scripts/serving/server_stop.py).
-A second Ctrl-C stops the whole group at once. Snapshots are off (--ncs): the config is the truth.
+A second Ctrl-C stops the whole group at once. `make stop` sends the same SIGTERM from another terminal
+(<run-dir>/serve.pid; scripts/serving/stop.py). Snapshots are off (--ncs): the config is the truth.
 
 With --snapshots TorchServe saves snapshots in <log-dir>/config (its LOG_LOCATION; nothing else
 chooses that folder), and the next start resumes the model set (models, versions, workers) of
@@ -36,6 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from scripts.serving import java, readiness, server_stop
+from scripts.serving import stop as stop_verb
 from scripts.serving.front import Running, app, listen_arg, parse_listen
 from scripts.serving.ts_config import local_url
 from scripts.serving.v2 import Front
@@ -121,12 +123,16 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    pid_file = stop_verb.write_pid(run_dir)  # make stop: SIGTERM to this process, then it waits for it to exit
     if on_start is not None:
         threading.Thread(target=on_start, daemon=True).start()
-    code = process.wait()
-    clean_exit = server_stop.end_group(process.pid)  # workers Java left behind (a crash, `make stop`)
-    if on_stop is not None:
-        on_stop()
+    try:
+        code = process.wait()
+        clean_exit = server_stop.end_group(process.pid)  # workers Java left behind (a crash, `torchserve --stop`)
+        if on_stop is not None:
+            on_stop()
+    finally:
+        pid_file.unlink(missing_ok=True)
     server_stop.clear_stopping(workdir)
     if not stop_requested:
         return code
