@@ -132,7 +132,8 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start
         if on_stop is not None:
             on_stop()
     finally:
-        pid_file.unlink(missing_ok=True)
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
     server_stop.clear_stopping(workdir)
     if not stop_requested:
         return code

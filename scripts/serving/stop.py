@@ -27,10 +27,15 @@ STOP_TIMEOUT_S = 60.0
 POLL_S = 0.1
 
 
-def write_pid(run_dir: Path) -> Path:
-    """serve.py, once it handles SIGTERM: where `make stop` finds it."""
+def write_pid(run_dir: Path) -> Path | None:
+    """serve.py, once it handles SIGTERM: where `make stop` finds it. None when it cannot be written
+    (the server runs all the same; `make stop` then falls back to `torchserve --stop`)."""
     path = run_dir / PID_FILE
-    path.write_text(f"{os.getpid()}\n")
+    try:
+        path.write_text(f"{os.getpid()}\n")
+    except OSError as error:
+        print(f"serve: could not write {path} for make stop: {error}", file=sys.stderr, flush=True)
+        return None
     return path
 
 

@@ -14,6 +14,11 @@ def test_the_pid_file_names_this_process(tmp_path):
     assert path == tmp_path / stop.PID_FILE and int(path.read_text()) > 0
 
 
+def test_an_unwritable_run_dir_leaves_no_pid_file_and_serves_on(tmp_path, capsys):
+    assert stop.write_pid(tmp_path / "missing") is None
+    assert "could not write" in capsys.readouterr().err
+
+
 def test_a_pid_that_is_not_serve_py_is_not_signalled(tmp_path):
     """A stale pid file whose pid another process has taken: that process lives on, and the stop asks
     TorchServe's own pid file instead (none here: 'not currently running', exit 0)."""
