@@ -71,6 +71,8 @@ def stop(run_dir: Path, timeout_s: float = STOP_TIMEOUT_S) -> int:
 
 
 def _running(pid: int) -> bool:
+    """Zombies count as stopped: the parent that started serve.py (make, a test) reaps it in its own time,
+    which psutil.Process.wait would wait out."""
     import psutil
 
     try:
