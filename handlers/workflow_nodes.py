@@ -1,10 +1,11 @@
 """Function nodes of the photo_embedding workflow (workflows/photo_embedding.yaml):
 
-    pre -> efficientnet_lite0 -> caption -> minilm -> assemble
-                   \\_____________________\\______________/
+    efficientnet_lite0 -> caption -> minilm -> assemble
+            \\____________\\______________/
 
 A photo goes in; its labels, a caption built from them and the caption's MiniLM embedding come
-out, so a text query embedded by /predictions/minilm finds the photo by cosine similarity.
+out, so a text query embedded by /predictions/minilm finds the photo by cosine similarity. The
+photo goes to efficientnet_lite0 as it came: its handler checks and unwraps it as at /predictions.
 
 TorchServe hands each node the previous nodes' response bodies and ignores their statuses, so a
 failed request travels on as its error body {"error", "detail"}: every node passes it through
@@ -17,25 +18,15 @@ from __future__ import annotations
 import json
 import logging
 
-from handlers.config import ImageSettings
 from handlers.errors import InferenceFailed, RequestError
 from handlers.payload import compact_json, upstream_error
-from handlers.vision import extract_image_bytes
 
 log = logging.getLogger(__name__)
 
 CLASSIFIER, CAPTION, EMBEDDER = "efficientnet_lite0", "caption", "minilm"
 """Node names as the DAG spells them; `assemble` receives one input per name."""
-LIMITS = ImageSettings()
 CAPTION_LABELS = 3
 CAPTION_MIN_PROBABILITY = 0.1
-
-
-def pre(data, context):
-    """Check each request and pass on its image bytes (JSON base64 and multipart unwrapped)."""
-    if data is None:
-        return None
-    return [_guarded(_image_bytes, request) for request in data]
 
 
 def caption(data, context):
@@ -61,10 +52,6 @@ def caption_for(labels: dict[str, float]) -> str:
     words = ", ".join(chosen or [ranked[0][0]])
     article = "an" if words[0].lower() in "aeiou" else "a"
     return f"a photo of {article} {words}"
-
-
-def _image_bytes(request: dict) -> bytes:
-    return extract_image_bytes(request, LIMITS.max_bytes)
 
 
 def _caption_request(body) -> dict:

@@ -24,7 +24,7 @@ ENDPOINTS = {
 MODELS = {
     "image": ("efficientnet_lite0",),
     "text": ("minilm",),
-    "workflow": tuple(f"{WORKFLOW}__{node}" for node in ("pre", "efficientnet_lite0", "caption", "minilm", "assemble")),
+    "workflow": tuple(f"{WORKFLOW}__{node}" for node in ("efficientnet_lite0", "caption", "minilm", "assemble")),
 }
 GOOD = {
     "image": lambda: {"data": photo(), "headers": {"Content-Type": "image/jpeg"}},

@@ -43,9 +43,9 @@ def test_function_nodes_run_one_at_a_time_whatever_the_spec_says(server, workflo
     """TorchServe 0.12 registers a function node with batch 1 and no batch delay (the spec's models:
     defaults do not reach it): it answers in a millisecond or two, which is why the spec retries it
     soon (workflows/photo_embedding.yaml, docs/workflow.md). The model nodes take the spec's batching."""
-    nodes = {node: server.describe(f"{WORKFLOW}__{node}").json()[0] for node in ("pre", "caption", "assemble", "efficientnet_lite0")}
+    nodes = {node: server.describe(f"{WORKFLOW}__{node}").json()[0] for node in ("caption", "assemble", "efficientnet_lite0")}
     assert {node: (d["batchSize"], d["maxBatchDelay"]) for node, d in nodes.items()} == {
-        "pre": (1, 0), "caption": (1, 0), "assemble": (1, 0), "efficientnet_lite0": (8, 10)}
+        "caption": (1, 0), "assemble": (1, 0), "efficientnet_lite0": (8, 10)}
 
 
 def test_base64_json_input(server, workflow, chelsea):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -28,15 +27,7 @@ def test_caption_for(labels, caption):
 
 
 def test_functions_do_nothing_when_the_node_loads():
-    assert nodes.pre(None, None) is None and nodes.caption(None, None) is None and nodes.assemble(None, None) is None
-
-
-def test_pre_unwraps_each_request_or_gives_its_error():
-    image = b"\x89PNG fake bytes"
-    rows = [{"body": bytearray(image)}, {"body": {"data": base64.b64encode(image).decode()}}, {"body": bytearray()}, {}]
-    out = nodes.pre(rows, None)
-    assert out[:2] == [image, image]
-    assert out[2]["error"] == "empty_payload" and out[3]["error"] == "unsupported_media_type"
+    assert nodes.caption(None, None) is None and nodes.assemble(None, None) is None
 
 
 def test_caption_passes_errors_on_and_captions_labels():
@@ -65,7 +56,9 @@ def test_the_spec_names_the_nodes_the_handler_defines():
     dag_nodes = set(spec["dag"]) | {n for targets in spec["dag"].values() for n in targets}
     models = {name for name, value in spec["models"].items() if isinstance(value, dict)}
     assert {nodes.CLASSIFIER, nodes.EMBEDDER} == models
-    assert dag_nodes - models == {"pre", nodes.CAPTION, "assemble"}
+    assert dag_nodes - models == {nodes.CAPTION, "assemble"}
     assert all(callable(getattr(nodes, name)) for name in dag_nodes - models)
     assert sorted(n for n, targets in spec["dag"].items() if "assemble" in targets) == sorted(
         [nodes.CLASSIFIER, nodes.CAPTION, nodes.EMBEDDER])
+    # the request goes to the classifier as sent (its handler checks it as at /predictions), no hop before
+    assert dag_nodes - {n for targets in spec["dag"].values() for n in targets} == {nodes.CLASSIFIER}
