@@ -16,8 +16,9 @@ needs and nothing else (each is printed):
 - the init container that waits for the Job is left out: the Job has run before the pod starts,
   and podman 4.3 races on init containers ("failed to remove once init container ... as it is
   running", seen here in 2 of 3 runs);
-- the HorizontalPodAutoscaler and the Service are left out (no cluster to act on them); the
-  gateway's port is published on 127.0.0.1:8000 with a hostPort instead of the Service.
+- the HorizontalPodAutoscaler, the PodDisruptionBudget and the Service are left out (no cluster
+  to act on them); the gateway's port is published on 127.0.0.1:8000 with a hostPort instead of
+  the Service.
 
 The gateway image (nginxinc/nginx-unprivileged) cannot be pulled here: `make kube-gateway` builds a
 local stand-in under that name (docker/gateway/Dockerfile, Debian's nginx on the same base).
@@ -77,7 +78,7 @@ def for_podman(docs: list[dict]) -> tuple[list[dict], list[dict]]:
         kind = doc["kind"]
         if kind == "Job":
             jobs.append(doc)
-        elif kind in ("HorizontalPodAutoscaler", "Service"):
+        elif kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"):
             print(f"kube-play: leaving out {kind} {doc['metadata']['name']} (no cluster here)")
         elif kind == "PersistentVolumeClaim":  # kube play refuses a claim whose volume exists; the Job fills it first
             print(f"kube-play: PersistentVolumeClaim {doc['metadata']['name']} -> podman volume of that name")

@@ -37,12 +37,15 @@ def test_overlay_renders_and_validates_offline(overlay):
 
     docs = render(overlay)
     kinds = sorted(doc["kind"] for doc in docs)
-    assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "Job"} <= set(kinds)
+    assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "Job", "PodDisruptionBudget"} <= set(kinds)
     assert ("HorizontalPodAutoscaler" in kinds) == (overlay == "cpu")
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)  # raises on any schema error
-    image = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == f"torchserve-bundle:{overlay}"
+    deployment = next(d for d in docs if d["kind"] == "Deployment")["spec"]
+    assert deployment["template"]["spec"]["containers"][0]["image"] == f"torchserve-bundle:{overlay}"
+    # CPU: the new pod first, an old one removed once it is ready; GPU: no surge pod waiting for a spare GPU
+    surge, unavailable = (1, 0) if overlay == "cpu" else (0, 1)
+    assert deployment["strategy"]["rollingUpdate"] == {"maxSurge": surge, "maxUnavailable": unavailable}
 
 
 def make(*targets: str, check: bool = True) -> subprocess.CompletedProcess:

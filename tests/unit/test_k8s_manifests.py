@@ -144,6 +144,18 @@ def test_hpa_scales_the_deployment_on_cpu():
     assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
 
 
+def test_drains_take_one_pod_at_a_time_and_never_block():
+    """A pod needs a minute or more to load its models: a drain must not take them all at once, and
+    minAvailable would block draining a node that runs the only replica."""
+    budget = resource("PodDisruptionBudget")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": resource("Deployment")["spec"]["selector"]["matchLabels"]}}
+
+
+def test_a_cpu_rollout_keeps_every_ready_pod_until_its_replacement_is_ready():
+    rolling = resource("Deployment")["spec"]["strategy"]["rollingUpdate"]
+    assert (rolling["maxSurge"], rolling["maxUnavailable"]) == (1, 0)
+
+
 def test_every_bundle_image_is_retagged_by_the_overlays():
     images = [c["image"] for path in (K8S / "base").glob("*.yaml") for doc in documents(path)
               for c in _containers(doc) if "nginx" not in c["image"]]
