@@ -18,6 +18,8 @@ import json
 import struct
 from dataclasses import dataclass
 
+from scripts.serving.overload import busy_message
+
 FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 ENCODINGS = ("float", "base64")
 OWNER = "torchserve"
@@ -126,6 +128,9 @@ def torchserve_error(status: int, body: bytes) -> OpenAIError:
     if isinstance(data, dict) and isinstance(data.get("error"), str):  # the handler's {"error": code, "detail": ...}
         return OpenAIError(status, str(data.get("detail") or data["error"]), param="input", code=data["error"])
     if isinstance(data, dict) and "message" in data:  # TorchServe's {"code", "type", "message"}
+        busy = busy_message(str(data["message"]))
+        if busy:
+            return OpenAIError(status, busy)
         return OpenAIError(status, str(data["message"]), code=str(data.get("type") or "") or None)
     text = body.decode("utf-8", errors="replace").strip()
     return OpenAIError(status, text or f"TorchServe answered {status}")

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from scripts.serving import embeddings
 from scripts.serving.embeddings import OpenAIError
+from scripts.serving.overload import RETRY_AFTER_S
 from scripts.serving.v2 import (
     FORGOTTEN,
     FORWARD_TIMEOUT_S,
@@ -76,9 +77,19 @@ def refusal(request: web.Request, status: int, message: str) -> web.Response:
 async def errors(request: web.Request, handler) -> web.StreamResponse:
     """Every refusal in its protocol's shape: the front's own, aiohttp's 404, 405 and 413, and a
     failure of the front itself (500, logged with its traceback; the client gets no internals).
-    5xx are logged."""
+    5xx are logged; a 503 (a full job queue, a model not ready) says when to retry."""
+    response = await _answer_or_refusal(request, handler)
+    if response.status == 503 and not response.prepared:
+        response.headers.setdefault("Retry-After", str(RETRY_AFTER_S))
+    if response.status >= 500:  # only these: probes every few seconds would drown the rest (TorchServe logs the infers)
+        print(f"front: {request.method} {request.path_qs} -> {response.status}", file=sys.stderr, flush=True)
+    return response
+
+
+async def _answer_or_refusal(request: web.Request, handler) -> web.StreamResponse:
+    """The handler's response, or what it raised as a refusal in the path's protocol."""
     try:
-        response = await handler(request)
+        return await handler(request)
     except OpenAIError as error:
         return json_response(error.body(), error.status)
     except V2Error as error:
@@ -97,9 +108,6 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         print(f"front: unexpected error on {request.method} {request.path}", file=sys.stderr, flush=True)
         traceback.print_exc(file=sys.stderr)
         return refusal(request, 500, "the front failed on this request; see its log")
-    if response.status >= 500:  # only these: probes every few seconds would drown the rest (TorchServe logs the infers)
-        print(f"front: {request.method} {request.path_qs} -> {response.status}", file=sys.stderr, flush=True)
-    return response
 
 
 async def answer(request: web.Request, ask, *args) -> web.Response:

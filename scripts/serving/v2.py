@@ -31,6 +31,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from scripts.serving import keyfile, readiness
+from scripts.serving.overload import busy_message
 from scripts.serving.ts_config import local_url, read_properties, setting
 
 NAME = "torchserve"
@@ -72,6 +73,9 @@ def torchserve_message(status: int, body: bytes) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     data = _json(text)
     if isinstance(data, dict) and "message" in data:
+        busy = busy_message(str(data["message"]))
+        if busy:
+            return busy
         return f"{data['type']}: {data['message']}" if data.get("type") else str(data["message"])
     if text:
         return text

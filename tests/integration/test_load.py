@@ -7,17 +7,15 @@ CI size: 2,000 requests at concurrency 64. `make soak` runs the same test with 2
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from scripts.client.torchserve import REPO
 from scripts.measure.bench.load_client import LoadResult, load_model
 from tests.integration.figures import record
+from tests.support.archives import with_job_queue
 
 pytestmark = pytest.mark.reliability
 
@@ -30,7 +28,8 @@ BODIES = {
 }
 QUEUE_FULL = "has no worker to serve inference request"
 """TorchServe 0.12's own words for a full job queue (ApiUtils), misleading: it speaks of no worker,
-not of a full queue. The bundle cannot reword it: the frontend answers before any handler runs."""
+not of a full queue. /predictions keeps them (the frontend answers before any handler runs); the
+front's routes say it plainly (scripts/serving/overload.py, tests/integration/test_front_overload.py)."""
 QUEUED_MODEL, QUEUE_SIZE = "queue_lite0", 2
 
 
@@ -63,14 +62,7 @@ def test_bounded_load_loses_nothing(settled):
 @pytest.fixture(scope="module")
 def queued_model(server, model_store: Path):
     """efficientnet_lite0.mar with jobQueueSize 2 in its model-config.yaml, one request per batch."""
-    archive = model_store / f"{QUEUED_MODEL}.mar"
-    with zipfile.ZipFile(model_store / "efficientnet_lite0.mar") as source, zipfile.ZipFile(archive, "w") as target:
-        config_file = json.loads(source.read("MAR-INF/MANIFEST.json"))["model"]["configFile"]
-        for entry in source.infolist():
-            data = source.read(entry)
-            if entry.filename == config_file:
-                data = yaml.safe_dump({**yaml.safe_load(data), "jobQueueSize": QUEUE_SIZE}).encode()
-            target.writestr(entry, data)
+    archive = with_job_queue(model_store / "efficientnet_lite0.mar", model_store / f"{QUEUED_MODEL}.mar", QUEUE_SIZE)
     params = {"url": archive.name, "model_name": QUEUED_MODEL, "batch_size": 1, "initial_workers": 1, "synchronous": "true"}
     response = server.manage("POST", "/models", params=params)
     assert response.status_code == 200, response.text

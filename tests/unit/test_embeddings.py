@@ -93,6 +93,11 @@ def test_base64_is_little_endian_float32_as_the_openai_client_decodes_it():
         decoded = np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4")  # what openai's client does
         assert decoded.tolist() == vector
 
+QUEUE_FULL = (b'{"code": 503, "type": "ServiceUnavailableException", "message": "Model \\"minilm\\" has no worker to serve inference '
+              b'request. Please use scale workers API to add workers. If this is a sequence inference, please check if it is closed, '
+              b'or expired; or exceeds maxSequenceJobQueueSize"}')
+"""TorchServe 0.12's whole answer to a request its model's full job queue cannot take."""
+
 
 @pytest.mark.parametrize(("status", "sent", "expected"), [
     (400, b'{"code": 400, "type": "InvalidKeyException", "message": "Token Authorization failed."}',
@@ -103,11 +108,18 @@ def test_base64_is_little_endian_float32_as_the_openai_client_decodes_it():
     (503, b'{"code": 503, "type": "ServiceUnavailableException", "message": "Model \\"minilm\\" has no worker"}',
      (503, "server_error", "ServiceUnavailableException")),
     (500, b"Worker died.", (500, "server_error", None)),
+    (503, QUEUE_FULL, (503, "server_error", None)),
 ])
 def test_torchserves_refusals_keep_their_status_in_openais_shape(status, sent, expected):
     error = torchserve_error(status, sent)
     assert (error.status, error.body()["error"]["type"], error.body()["error"]["code"]) == expected
     assert error.body()["error"]["message"]
+
+
+def test_a_full_queue_is_said_plainly():
+    """TorchServe's words speak of no worker and scaling workers; the queue is what is full."""
+    message = torchserve_error(503, QUEUE_FULL).body()["error"]["message"]
+    assert message == "model minilm cannot take this request now: its job queue is full (job_queue_size), or it has no worker; retry in 1 s"
 
 
 def test_the_models_list():

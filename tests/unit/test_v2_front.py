@@ -33,8 +33,10 @@ def test_infer_target(model, version, query, target):
      "InvalidKeyException: Token Authorization failed."),
     (404, b'{\n  "code": 404,\n  "type": "ModelNotFoundException",\n  "message": "Model not found: nope"\n}',
      "ModelNotFoundException: Model not found: nope"),
-    (503, b'{"code": 503, "message": "Model \\"m\\" has no worker to serve inference request."}',
-     'Model "m" has no worker to serve inference request.'),
+    (503, b'{"code": 503, "message": "Model \\"m\\" has no worker to serve inference request."}',  # a full queue, said plainly
+     "model m cannot take this request now: its job queue is full (job_queue_size), or it has no worker; retry in 1 s"),
+    (503, b'{"code": 503, "type": "ServiceUnavailableException", "message": "Model m is not ready"}',
+     "ServiceUnavailableException: Model m is not ready"),
     (413, b"", "413 Request Entity Too Large"),  # Netty's own refusal has no body
     (500, b"Worker died.\n", "Worker died."),
     (599, b"", "599"),
