@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-NO_WORKER = re.compile(r'Model "(?P<model>[^"]+)" has no worker to serve inference request')
+NO_WORKER = re.compile(r'Model "(?P<model>[^"]+)" has no worker to serve (?:inference|describe) request')
+"""A describe (the front's v2 metadata, asked of a worker) is a job in the same queue, refused alike."""
 RETRY_AFTER_S = 1
 """Retry-After on the front's 503s: a queue drains in well under a second once it has room."""
 

@@ -155,6 +155,7 @@ class Front:
         self.inference_url = inference_url.rstrip("/")
         self.max_request_size = max_request_size
         self._described: dict[tuple[str, str, str], dict] = {}
+        self._describing: dict[tuple[str, str, str], threading.Lock] = {}
         self._embedding_sizes: dict[str, tuple[int | None, float]] = {}
         self._key: tuple[int, str | None] | None = None
         self._lock = threading.Lock()
@@ -256,15 +257,25 @@ class Front:
         key = (name, str(chosen.get("modelVersion")), str(chosen.get("modelUrl")))
         with self._lock:
             block = self._described.get(key)
+            describing = self._describing.setdefault(key, threading.Lock())
         if block is None:
-            block = self._describe(name, key[1], chosen)
+            with describing:  # the first askers wait for one describe: each is a job in the model's queue
+                with self._lock:
+                    block = self._described.get(key)
+                if block is None:
+                    block = self._describe(name, key[1], chosen)
+                    answer = self._metadata(name, names, key, block)  # a malformed block is not kept
+                    with self._lock:
+                        self._described[key] = block
+                    return answer
+        return self._metadata(name, names, key, block)
+
+    @staticmethod
+    def _metadata(name: str, names: list[str], key: tuple[str, str, str], block: dict) -> dict:
         try:
-            answer = model_metadata(name, names, block)
+            return model_metadata(name, names, block)
         except ValueError as error:
             raise V2Error(500, f"model {name} version {key[1]}: its handler's v2 metadata is malformed: {error}") from None
-        with self._lock:
-            self._described[key] = block
-        return answer
 
     def versions(self, name: str, version: str | None = None) -> list[dict]:
         """GET /models/{name}/all, /models/{name}/{version}, or (version "") the default version's."""

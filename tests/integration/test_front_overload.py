@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from scripts.serving.overload import RETRY_AFTER_S
-from tests.support.archives import with_job_queue
+from tests.support.archives import queue_limited_model
 
 pytestmark = pytest.mark.reliability
 
@@ -23,14 +23,9 @@ BUSY = "job queue is full"
 
 @pytest.fixture(scope="module")
 def queued_model(settled, model_store):
-    """minilm.mar with jobQueueSize 2, one request per batch, one worker."""
-    archive = with_job_queue(model_store / "minilm.mar", model_store / f"{QUEUED_MODEL}.mar", QUEUE_SIZE)
-    params = {"url": archive.name, "model_name": QUEUED_MODEL, "batch_size": 1, "initial_workers": 1, "synchronous": "true"}
-    response = settled.manage("POST", "/models", params=params)
-    assert response.status_code == 200, response.text
-    yield QUEUED_MODEL
-    assert settled.manage("DELETE", f"/models/{QUEUED_MODEL}").status_code == 200
-    archive.unlink()
+    """minilm with jobQueueSize 2, one request per batch."""
+    with queue_limited_model(settled, model_store, "minilm", QUEUED_MODEL, QUEUE_SIZE) as name:
+        yield name
 
 
 def at_once(send) -> list:

@@ -15,7 +15,7 @@ import pytest
 from scripts.client.torchserve import REPO
 from scripts.measure.bench.load_client import LoadResult, load_model
 from tests.integration.figures import record
-from tests.support.archives import with_job_queue
+from tests.support.archives import queue_limited_model
 
 pytestmark = pytest.mark.reliability
 
@@ -61,14 +61,9 @@ def test_bounded_load_loses_nothing(settled):
 
 @pytest.fixture(scope="module")
 def queued_model(server, model_store: Path):
-    """efficientnet_lite0.mar with jobQueueSize 2 in its model-config.yaml, one request per batch."""
-    archive = with_job_queue(model_store / "efficientnet_lite0.mar", model_store / f"{QUEUED_MODEL}.mar", QUEUE_SIZE)
-    params = {"url": archive.name, "model_name": QUEUED_MODEL, "batch_size": 1, "initial_workers": 1, "synchronous": "true"}
-    response = server.manage("POST", "/models", params=params)
-    assert response.status_code == 200, response.text
-    yield QUEUED_MODEL
-    assert server.manage("DELETE", f"/models/{QUEUED_MODEL}").status_code == 200
-    archive.unlink()
+    """efficientnet_lite0 with jobQueueSize 2, one request per batch."""
+    with queue_limited_model(server, model_store, "efficientnet_lite0", QUEUED_MODEL, QUEUE_SIZE) as name:
+        yield name
 
 
 def test_a_full_queue_answers_503_and_says_so(server, queued_model):

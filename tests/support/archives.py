@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -19,3 +21,18 @@ def with_job_queue(source: Path, target: Path, size: int) -> Path:
                 data = yaml.safe_dump({**yaml.safe_load(data), "jobQueueSize": size}).encode()
             copy.writestr(entry, data)
     return target
+
+
+@contextmanager
+def queue_limited_model(server, model_store: Path, source: str, name: str, size: int) -> Iterator[str]:
+    """`source`'s archive registered on `server` as `name` with jobQueueSize `size`, one worker and one
+    request per batch, so that a few requests at once fill its queue; unregistered and deleted after."""
+    archive = with_job_queue(model_store / f"{source}.mar", model_store / f"{name}.mar", size)
+    params = {"url": archive.name, "model_name": name, "batch_size": 1, "initial_workers": 1, "synchronous": "true"}
+    response = server.manage("POST", "/models", params=params)
+    assert response.status_code == 200, response.text
+    try:
+        yield name
+    finally:
+        assert server.manage("DELETE", f"/models/{name}").status_code == 200
+        archive.unlink()

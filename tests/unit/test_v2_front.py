@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+from scripts.serving import readiness
 from scripts.serving.front import parse_listen
-from scripts.serving.v2 import infer_target, model_metadata, v2_block, wrapped_error
+from scripts.serving.v2 import Front, infer_target, model_metadata, v2_block, wrapped_error
 
 IMAGE_V2 = {"platform": "onnxruntime_onnx",
             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
@@ -104,3 +109,35 @@ def test_parse_listen(text, address):
 def test_parse_listen_refuses(text):
     with pytest.raises(argparse.ArgumentTypeError, match="HOST:PORT"):  # argparse prints its message
         parse_listen(text)
+
+
+class DescribingServer(readiness.Server):
+    """TorchServe's management API for one model version whose describe takes a while (a job in a busy
+    queue), counting the describes it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:1", Path("no-key-file.json"))
+        self.describes = 0
+        self._count = threading.Lock()
+
+    def get(self, path: str, timeout_s: float = readiness.TIMEOUT_S) -> tuple[int, object]:
+        version = {"modelVersion": "1.0", "modelUrl": "m.mar", "workers": [{"status": "READY"}]}
+        if path.endswith("?customized=true"):
+            with self._count:
+                self.describes += 1
+            time.sleep(0.2)  # the describe's own time: the other askers arrive meanwhile
+            return 200, [{**version, "customizedMetadata": {"v2": IMAGE_V2}}]
+        return 200, [version]
+
+
+def test_the_first_askers_of_a_model_wait_for_one_describe():
+    """A describe is a job in the model's queue: 16 first requests at once must not send 16 (a queue of
+    a few would refuse most of them, and the requests behind them)."""
+    server = DescribingServer()
+    front = Front(server, "http://127.0.0.1:1")
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: front.model_metadata("m", None), range(16)))
+    assert server.describes == 1
+    assert all(answer == answers[0] and answer["platform"] == IMAGE_V2["platform"] for answer in answers)
+    front.model_metadata("m", "1.0")
+    assert server.describes == 1  # remembered for that version and archive
