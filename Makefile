@@ -4,7 +4,12 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 MODELS      ?= efficientnet_lite0 minilm
 WEIGHTS_DIR ?= build/weights
-MODEL_STORE ?= model-store
+# VARIANT=gpu: archives with each model's GPU settings (docs/gpu.md), in a store of their own, with
+# WORKERS_PER_GPU workers of each model on every GPU torch sees; `make serve VARIANT=gpu` serves them.
+VARIANT     ?= cpu
+WORKERS_PER_GPU ?= 2
+GPU_CONFIGS := build/gpu-configs
+MODEL_STORE ?= $(if $(filter gpu,$(VARIANT)),model-store-gpu,model-store)
 WF_STORE    ?= wf-store
 WORKFLOWS   ?= photo_embedding
 CONFIG      ?= config.properties
@@ -36,15 +41,26 @@ weights: $(MODELS:%=$(WEIGHTS_DIR)/%/metadata.json)  ## export weights + metadat
 # A model's model-config.yaml: models/configs/<name>.yaml, else the one the torchvision
 # classifiers share (resnet18, resnet50: models/registry.py TORCHVISION_CONFIG).
 model_config = $(or $(wildcard models/configs/$(1).yaml),models/configs/torchvision.yaml)
+# The config an archive is built with: that one, or its GPU variant (scripts/build/gpu_config.py).
+archive_config = $(if $(filter gpu,$(VARIANT)),$(GPU_CONFIGS)/$(1).yaml,$(call model_config,$(1)))
 .SECONDEXPANSION:
 
 $(WEIGHTS_DIR)/%/metadata.json: $(STAMP) $$(call model_config,$$*) $(MODEL_SRC)
 	$(VENV)/bin/ts-bundle-export $* --out $(WEIGHTS_DIR)
 
-archive: $(MODELS:%=$(MODEL_STORE)/%.mar) $(WORKFLOWS:%=$(WF_STORE)/%.war)  ## build the .mar of MODELS and the .war of WORKFLOWS
+archive: $(MODELS:%=$(MODEL_STORE)/%.mar) $(WORKFLOWS:%=$(WF_STORE)/%.war)  ## build the .mar of MODELS and the .war of WORKFLOWS (VARIANT=gpu: GPU settings, model-store-gpu/)
 
-$(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json $$(call model_config,$$*) $(ARCHIVE_SRC)
-	$(VENV)/bin/ts-bundle-archive $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE)
+$(MODEL_STORE)/%.mar: $(WEIGHTS_DIR)/%/metadata.json $$(call archive_config,$$*) $(ARCHIVE_SRC)
+	$(VENV)/bin/ts-bundle-archive $* --weights-dir $(WEIGHTS_DIR) --model-store $(MODEL_STORE) \
+	  $(if $(filter gpu,$(VARIANT)),--config $(call archive_config,$*))
+
+# FORCE: the worker count follows this host's GPUs; the file (and so the archive) changes only when it does.
+# WORKERS_PER_GPU empty (the image): no count, TorchServe's default_workers_per_model decides.
+$(GPU_CONFIGS)/%.yaml: $$(call model_config,$$*) scripts/build/gpu_config.py $(STAMP) FORCE
+	@$(VENV)/bin/ts-bundle-gpu-config $< --out $@.new $(if $(WORKERS_PER_GPU),--workers-per-gpu $(WORKERS_PER_GPU)) >/dev/null
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; echo "gpu-config: $@"; fi
+FORCE:
+.PRECIOUS: $(GPU_CONFIGS)/%.yaml
 
 # A workflow names its models' archives; they are registered from the model store with it.
 $(WF_STORE)/%.war: workflows/%.yaml $(HANDLER_SRC) scripts/build/workflow.py $(STAMP)
@@ -66,10 +82,10 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 LOG_FORMAT  ?= text
 V2_FRONT    ?= 127.0.0.1:8090
 FRONT       ?= $(V2_FRONT)
-serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it)
+serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it; VARIANT=gpu: on GPUs)
 	$(VENV)/bin/ts-bundle-serve --config $(CONFIG) --model-store $(MODEL_STORE) \
 	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT) \
-	  $(if $(FRONT),--front $(FRONT))
+	  $(if $(FRONT),--front $(FRONT)) $(if $(filter gpu,$(VARIANT)),--require-gpu)
 
 # The same check as the `ready:` line of make serve, the image's HEALTHCHECK and the k8s readiness probe.
 READY_TIMEOUT ?= 300
@@ -125,7 +141,6 @@ soak: $(STAMP)  ## SOAK_REQUESTS (20,000) at concurrency 64: nothing lost, no 5x
 # ENGINE: docker when its daemon answers, else podman when installed (ENGINE=podman picks one).
 # Looked up once, and only by the targets that use it (not by `make archive` or `make -s print-X`).
 IMAGE       ?= torchserve-bundle
-VARIANT     ?= cpu
 ENGINES     := docker podman
 ifeq ($(origin ENGINE),undefined)
 ENGINE       = $(eval ENGINE := $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi))$(ENGINE)
@@ -211,5 +226,5 @@ kube-down:  ## remove what kube-play started: pod, model-store volume, secret
 	CONTAINERS_CONF=$(PODMAN_CONF) $(PY) deploy/kube_play.py down
 
 clean:  ## remove build outputs, archives and logs (keeps .venv)
-	rm -rf build $(MODEL_STORE) $(WF_STORE) logs key_file.json .pytest_cache
+	rm -rf build model-store model-store-gpu $(MODEL_STORE) $(WF_STORE) logs key_file.json .pytest_cache
 	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

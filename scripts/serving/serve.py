@@ -86,6 +86,16 @@ def check_java() -> None:
         sys.exit(f"serve: {found.problem}. Fix: {java.FIX}.")
 
 
+def check_gpu() -> None:
+    """GPU archives (make serve VARIANT=gpu) say deviceType gpu and fp16: without a CUDA GPU every
+    worker would fail to load and TorchServe would restart it forever. Refused before it starts."""
+    import torch  # only here: serving itself needs it in the workers, not in this process
+
+    if not torch.cuda.is_available():
+        sys.exit("serve: the GPU archives need a CUDA GPU and torch sees none (torch.cuda.is_available() is False: "
+                 f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none'}). `make serve` serves on the CPU.")
+
+
 def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start=None, on_stop=None,
         workdir: Path = Path("."), inference_port: int | None = None) -> int:
     """Run the launcher in its own process group until it ends or a signal stops it.
@@ -157,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="json: every TorchServe log as JSON lines (time, level, logger, model, request_id, message)")
     parser.add_argument("--front", "--v2-front", type=listen_arg, metavar="HOST:PORT",  # --v2-front: its old name
                         help="also serve the front there: KServe v2 and OpenAI's embeddings (scripts/serving/front.py)")
+    parser.add_argument("--require-gpu", action="store_true", help="refuse to start without a CUDA GPU (make serve VARIANT=gpu)")
     args = parser.parse_args(argv)
     check_java()
+    if args.require_gpu:
+        check_gpu()
     if not args.model_store.is_dir():
         sys.exit(f"serve: model store {args.model_store} does not exist; run `make archive` first")
     config = args.config

@@ -150,6 +150,20 @@ def test_builder_runs_make_archive_without_the_install_step(tmp_path):
     assert "/opt/venv/bin/ts-bundle-export efficientnet_lite0" in dry
     assert "/opt/venv/bin/ts-bundle-archive efficientnet_lite0" in dry
     assert "pip install" not in dry and "scripts.serving.java" not in dry
+    assert "ts-bundle-gpu-config" not in dry  # VARIANT=cpu
+
+
+def test_the_gpu_image_archives_the_gpu_variant_with_no_worker_count(tmp_path):
+    """The build arg VARIANT reaches make through the environment: GPU settings, no workers fixed (the
+    entrypoint sets them per visible GPU), into the store the image copies (model-store, not model-store-gpu)."""
+    run = next(args for args in of("RUN") if "make " in args and "archive" in args)
+    make = run[run.index("make "):].split(" && ")[0]
+    env = {key: value for key, value in os.environ.items() if key != "MAKEFLAGS"}
+    dry = subprocess.run([*shlex.split(make), "MODELS=efficientnet_lite0", "-n", f"WEIGHTS_DIR={tmp_path}/w"],
+                         cwd=REPO, env={**env, "VARIANT": "gpu"}, capture_output=True, text=True, check=True).stdout
+    assert "/opt/venv/bin/ts-bundle-gpu-config models/configs/efficientnet_lite0.yaml --out build/gpu-configs/efficientnet_lite0.yaml.new" in dry
+    assert "--workers-per-gpu" not in dry
+    assert "--model-store model-store \\\n  --config build/gpu-configs/efficientnet_lite0.yaml" in dry
 
 
 def test_the_project_is_installed_without_its_dependencies_and_not_by_path():
@@ -162,7 +176,7 @@ def test_the_project_is_installed_without_its_dependencies_and_not_by_path():
     (install,) = [number for number, args in enumerate(builder) if "-e ." in args]
     assert "--no-deps -e ." in builder[install] and "--no-deps --wheel-dir /tmp/wheel ." in builder[install]
     (archive,) = [number for number, args in enumerate(builder) if "make -o /opt/venv/.installed archive" in args]
-    assert install < archive and "ts-bundle-gpu-config" in builder[archive]  # the wheel keeps the CPU configs
+    assert install < archive and "ts-bundle-gpu-config" not in DOCKERFILE  # no rewrite in place: the wheel keeps the CPU configs
     assert ("COPY", "--from=builder /tmp/wheel/ /tmp/wheel/") in runtime
     assert any(key == "RUN" and "pip install --no-cache-dir --no-deps /tmp/wheel/*.whl" in args for key, args in runtime)
     assert "PYTHONPATH" not in " ".join(of("ENV")) and "/app/scripts" not in DOCKERFILE

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 import ts
 
 from scripts.serving.serve import LOG_CONFIGS, main, resume_config, torchserve_command
@@ -147,3 +148,12 @@ def test_the_front_address_is_checked_under_either_name(flag, capsys):
     with pytest.raises(SystemExit) as stopped:
         main([flag, "no-port-here"])  # refused while parsing, before Java or TorchServe is looked for
     assert stopped.value.code == 2 and "argument --front/--v2-front" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a host without a CUDA GPU")
+def test_gpu_archives_are_not_served_without_a_gpu(tmp_path, capsys):
+    """make serve VARIANT=gpu on a CPU host: refused at once with the reason, before TorchServe would start
+    workers that fail to load (fp16, deviceType gpu) and restart them forever."""
+    with pytest.raises(SystemExit) as refused:
+        main(["--require-gpu", "--model-store", str(tmp_path)])
+    assert "need a CUDA GPU and torch sees none" in str(refused.value) and "`make serve` serves on the CPU" in str(refused.value)

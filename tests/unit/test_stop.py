@@ -3,6 +3,7 @@ by a killed server may name a process that has nothing to do with it since."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from scripts.serving import stop
 
 def test_the_pid_file_names_this_process(tmp_path):
     path = stop.write_pid(tmp_path)
-    assert path == tmp_path / stop.PID_FILE and int(path.read_text()) > 0
+    assert path == tmp_path / stop.PID_FILE and int(path.read_text()) == os.getpid()  # make stop signals it
 
 
 def test_an_unwritable_run_dir_leaves_no_pid_file_and_serves_on(tmp_path, capsys):
