@@ -20,7 +20,7 @@ HANDLER_SRC := $(wildcard handlers/*.py)
 MODEL_SRC   := $(wildcard models/*.py) scripts/build/weights.py scripts/build/onnx_export.py
 ARCHIVE_SRC := $(HANDLER_SRC) $(wildcard models/*.py) scripts/build/archives.py
 
-.PHONY: help install weights archive archive-custom serve ready stop test lint grpc-stubs clean
+.PHONY: help install weights archive archive-custom serve gpu-present ready stop test lint grpc-stubs clean
 
 help:  ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -82,10 +82,14 @@ archive-custom: $(STAMP)  ## archive your own nn.Module file + state_dict (see R
 LOG_FORMAT  ?= text
 V2_FRONT    ?= 127.0.0.1:8090
 FRONT       ?= $(V2_FRONT)
-serve: archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it; VARIANT=gpu: on GPUs)
+serve: $(if $(filter gpu,$(VARIANT)),gpu-present) archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it; VARIANT=gpu: on GPUs)
 	$(VENV)/bin/ts-bundle-serve --config $(CONFIG) --model-store $(MODEL_STORE) \
 	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT) \
 	  $(if $(FRONT),--front $(FRONT)) $(if $(filter gpu,$(VARIANT)),--require-gpu)
+
+# VARIANT=gpu without a CUDA GPU is refused before any archive is built (serve.py refuses it again).
+gpu-present: $(STAMP)
+	@$(PY) -c 'from scripts.serving.serve import check_gpu; check_gpu()'
 
 # The same check as the `ready:` line of make serve, the image's HEALTHCHECK and the k8s readiness probe.
 READY_TIMEOUT ?= 300

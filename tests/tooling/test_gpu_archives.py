@@ -9,6 +9,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -63,3 +64,14 @@ def test_make_archive_variant_gpu(tmp_path):
     assert archive.stat().st_mtime_ns == built, "rebuilt with nothing changed"
     make(*build[:-4], "WORKERS_PER_GPU=1", *build[-3:])
     assert archived_config(archive)["minWorkers"] == max(1, torch.cuda.device_count())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a host without a CUDA GPU")
+def test_make_serve_variant_gpu_is_refused_before_any_archive_is_built(tmp_path):
+    """On a CPU host the refusal comes first, not after minutes of exporting and archiving."""
+    store = tmp_path / "model-store-gpu"
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "serve", "VARIANT=gpu", f"MODEL_STORE={store}",
+                           f"WEIGHTS_DIR={tmp_path / 'weights'}", f"GPU_CONFIGS={tmp_path / 'gpu-configs'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "the GPU archives need a CUDA GPU and torch sees none" in done.stderr
+    assert not store.exists() and not (tmp_path / "weights").exists() and not (tmp_path / "gpu-configs").exists()
