@@ -74,7 +74,7 @@ def check_cuda() -> Check:
         return Check("cuda", True, f"no GPU visible (torch is a {build}); workers run on CPU", required=False)
     gpus = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
     names = ", ".join(f"{g.name} {g.total_memory / 2**30:.0f} GiB" for g in gpus)
-    return Check("cuda", True, f"{len(gpus)} GPU(s): {names}", required=False)
+    return Check("cuda", True, f"{len(gpus)} GPU(s): {names}; make serve VARIANT=gpu serves on them (docs/gpu.md)", required=False)
 
 
 def check_cpu() -> Check:

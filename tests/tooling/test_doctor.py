@@ -64,3 +64,15 @@ def test_the_front_flag_and_its_old_name(tmp_path, taken_port, capsys):
     for flag in ("--front", "--v2-front"):
         doctor.main(["--config", str(config), flag, f"127.0.0.1:{taken_port}"])
         assert f"[FAIL] port {taken_port} (front)" in capsys.readouterr().out
+
+
+def test_the_cuda_check_says_where_the_workers_run():
+    """Never a failure (a CPU host is fine); on a GPU host it names the way to serve on the GPUs."""
+    import torch
+
+    check = doctor.check_cuda()
+    assert check.ok and not check.required
+    if torch.cuda.is_available():
+        assert f"{torch.cuda.device_count()} GPU(s)" in check.detail and "make serve VARIANT=gpu" in check.detail
+    else:
+        assert check.detail.startswith("no GPU visible") and "workers run on CPU" in check.detail
