@@ -199,9 +199,12 @@ docker-run: engine  ## run the image in the foreground, snapshots in the torchse
 
 # KServe (docs/kserve.md): the storage layout its TorchServe runtimes read at /mnt/models, from the
 # archives of MODELS; deploy/kserve/config.properties with load_models set to MODELS.
-KSERVE_STORE ?= build/kserve
+# VARIANT=gpu (deploy/kserve/gpu): GPU archives with no worker count, as in the GPU image, whose
+# entrypoint sets it per GPU the pod sees; this host's GPUs say nothing about the pod's.
+KSERVE_STORE ?= $(if $(filter gpu,$(VARIANT)),build/kserve-gpu,build/kserve)
 .PHONY: kserve-store
-kserve-store: archive  ## KServe's storage layout -> build/kserve/ (config/config.properties, model-store/*.mar)
+kserve-store: WORKERS_PER_GPU =
+kserve-store: archive  ## KServe's storage layout -> build/kserve/ (config/config.properties, model-store/*.mar; VARIANT=gpu: build/kserve-gpu/)
 	$(VENV)/bin/ts-bundle-kserve-store --models $(MODELS) --model-store $(MODEL_STORE) --out $(KSERVE_STORE)
 
 # Kubernetes without a cluster (docs/docker.md): the rendered CPU overlay under podman kube play.

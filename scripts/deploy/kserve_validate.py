@@ -1,7 +1,7 @@
 """KServe manifests checked offline: what KServe and Kubernetes would check, as far as that runs
 without a cluster.
 
-    python -m scripts.deploy.kserve_validate                       # deploy/kserve and deploy/kserve/token-off
+    python -m scripts.deploy.kserve_validate                       # deploy/kserve, its token-off and gpu overlays
     python -m scripts.deploy.kserve_validate my/overlay other.yaml # kustomize folders (kubectl kustomize) or YAML files
 
 Each check returns a list of problems, empty when the documents pass:
@@ -40,9 +40,10 @@ from scripts.deploy.kserve_schemas import load
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.32.0"  # the kubectl installed here; kubernetes-validate ships its schemas
-DEFAULT_TARGETS = (REPO / "deploy" / "kserve", REPO / "deploy" / "kserve" / "token-off")
+DEFAULT_TARGETS = (REPO / "deploy" / "kserve", REPO / "deploy" / "kserve" / "token-off", REPO / "deploy" / "kserve" / "gpu")
 MODEL_MOUNT = "/mnt/models"  # KServe's DefaultModelLocalMountPath
 PVC_VOLUME = "kserve-pvc-source"  # KServe's PvcSourceMountName
+POD_FIELDS = ("tolerations", "nodeSelector", "affinity")  # the predictor's pod-level fields KServe copies into its pod (PodSpec inline)
 KSERVE_KINDS = ("ServingRuntime", "InferenceService")
 
 
@@ -185,7 +186,8 @@ class Validator:
             containers[0].setdefault("volumeMounts", []).append(mount)
         metadata = {"name": f"{isvc['metadata']['name']}-predictor", "annotations": runtime["spec"].get("annotations", {}),
                     "labels": {"serving.kserve.io/inferenceservice": isvc["metadata"]["name"]}}
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": containers, "volumes": volumes}}
+        scheduling = {key: copy.deepcopy(value) for key, value in isvc["spec"]["predictor"].items() if key in POD_FIELDS}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": containers, "volumes": volumes, **scheduling}}
 
     def pod_problems(self, docs: list[dict]) -> list[str]:
         runtimes = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ServingRuntime"}

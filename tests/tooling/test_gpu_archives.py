@@ -47,11 +47,15 @@ def test_without_a_worker_count_the_variant_leaves_it_to_torchserve(tmp_path):
     assert variant == gpu_variant(yaml.safe_load((CONFIGS / "efficientnet_lite0.yaml").read_text())) and "minWorkers" not in variant
 
 
-def test_make_archive_variant_gpu(tmp_path):
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return export(get_spec("efficientnet_lite0"), tmp_path_factory.mktemp("weights")).parent
+
+
+def test_make_archive_variant_gpu(tmp_path, weights):
     """The GPU settings in the archive, its own default store, and no rebuild while nothing changed."""
     assert make("print-MODEL_STORE", "VARIANT=gpu").stdout.strip() == "model-store-gpu"
     assert make("print-MODEL_STORE").stdout.strip() == "model-store"
-    weights = export(get_spec("efficientnet_lite0"), tmp_path / "weights").parent
     store = tmp_path / "model-store-gpu"
     build = ("archive", "VARIANT=gpu", "MODELS=efficientnet_lite0", "WORKFLOWS=", "WORKERS_PER_GPU=3",
              f"WEIGHTS_DIR={weights}", f"MODEL_STORE={store}", f"GPU_CONFIGS={tmp_path / 'gpu-configs'}")
@@ -75,3 +79,15 @@ def test_make_serve_variant_gpu_is_refused_before_any_archive_is_built(tmp_path)
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "the GPU archives need a CUDA GPU and torch sees none" in done.stderr
     assert not store.exists() and not (tmp_path / "weights").exists() and not (tmp_path / "gpu-configs").exists()
+
+
+def test_make_kserve_store_variant_gpu_leaves_the_worker_count_to_the_pod(tmp_path, weights):
+    """deploy/kserve/gpu's volume: the GPU image's entrypoint sets the workers per GPU the pod sees, so
+    the archives carry none, whatever WORKERS_PER_GPU make archive uses on this host."""
+    assert make("print-KSERVE_STORE", "VARIANT=gpu").stdout.strip() == "build/kserve-gpu"
+    out = tmp_path / "kserve-gpu"
+    make("kserve-store", "VARIANT=gpu", "MODELS=efficientnet_lite0", "WORKFLOWS=", f"WEIGHTS_DIR={weights}",
+         f"MODEL_STORE={tmp_path / 'store'}", f"GPU_CONFIGS={tmp_path / 'gpu-configs'}", f"KSERVE_STORE={out}")
+    config = archived_config(out / "model-store" / "efficientnet_lite0.mar")
+    assert config == gpu_variant(yaml.safe_load((CONFIGS / "efficientnet_lite0.yaml").read_text())) and "minWorkers" not in config
+    assert "load_models=efficientnet_lite0=efficientnet_lite0.mar" in (out / "config" / "config.properties").read_text()

@@ -44,9 +44,12 @@ def kustomized(folder: Path) -> list[dict]:
     return render(folder)
 
 
-@pytest.fixture(scope="module", params=["token-on", "token-off"])
+RENDERS = {"token-on": KSERVE, "token-off": KSERVE / "token-off", "gpu": KSERVE / "gpu"}
+
+
+@pytest.fixture(scope="module", params=sorted(RENDERS))
 def rendered(request) -> tuple[str, list[dict]]:
-    return request.param, kustomized(KSERVE if request.param == "token-on" else KSERVE / "token-off")
+    return request.param, kustomized(RENDERS[request.param])
 
 
 def only(docs: list[dict], kind: str) -> dict:
@@ -55,7 +58,7 @@ def only(docs: list[dict], kind: str) -> dict:
     return found[0]
 
 
-def test_both_renders_validate(rendered, validator):
+def test_every_render_validates(rendered, validator):
     _, docs = rendered
     assert sorted(doc["kind"] for doc in docs) == ["InferenceService", "PersistentVolumeClaim", "ServingRuntime"]
     assert validator.problems(docs) == []
@@ -161,7 +164,7 @@ def test_the_runtime_agrees_with_its_config(rendered, validator):
     assert token_off == (mode == "token-off") and CONFIG["disable_token_authorization"] == "false"
     # With the token on, each pod has its own key: one pod, no scale to zero.
     predictor = only(docs, "InferenceService")["spec"]["predictor"]
-    assert predictor["minReplicas"] == 1 and (predictor["maxReplicas"] == 1) == (mode == "token-on")
+    assert predictor["minReplicas"] == 1 and (predictor["maxReplicas"] == 1) == (mode != "token-off")
 
 
 def test_the_front_takes_the_port_kserve_sends_traffic_to(rendered):
@@ -179,9 +182,10 @@ def test_the_front_takes_the_port_kserve_sends_traffic_to(rendered):
 
 
 def test_the_runtime_serves_v2_from_the_bundle_image_as_its_user(rendered):
-    _, docs = rendered
+    mode, docs = rendered
     spec, container = only(docs, "ServingRuntime")["spec"], runtime_container(docs)
-    assert container["name"] == "kserve-container" and container["image"] == "torchserve-bundle:cpu"
+    variant = "gpu" if mode == "gpu" else "cpu"
+    assert container["name"] == "kserve-container" and container["image"] == f"torchserve-bundle:{variant}"
     assert "command" not in container and "args" not in container  # the image's entrypoint
     uid, gid = map(int, re.search(r"^USER (\d+):(\d+)", DOCKERFILE, flags=re.M).groups())
     assert (container["securityContext"]["runAsUser"], container["securityContext"]["runAsGroup"]) == (uid, gid)
@@ -190,7 +194,21 @@ def test_the_runtime_serves_v2_from_the_bundle_image_as_its_user(rendered):
     assert not any(fmt.get("autoSelect") for fmt in spec["supportedModelFormats"])  # never picked for another pytorch model
     claim, _, folder = isvc["storageUri"].removeprefix("pvc://").partition("/")
     assert claim == only(docs, "PersistentVolumeClaim")["metadata"]["name"] and folder == "torchserve"
-    assert isvc["resources"]["requests"]["memory"] == "3Gi" and "cpu" not in isvc["resources"]["limits"]
+    assert isvc["resources"]["requests"]["memory"] == ("4Gi" if mode == "gpu" else "3Gi") and "cpu" not in isvc["resources"]["limits"]
+
+
+def test_the_gpu_render_asks_one_gpu_per_pod_and_tolerates_gpu_nodes(validator):
+    """Only the GPU archives' deviceType and the GPU image differ in what the pod runs; the predictor's
+    toleration reaches the pod KServe makes, where the Kubernetes schema checks it."""
+    docs = kustomized(RENDERS["gpu"])
+    pod = validator.predictor_pod(only(docs, "InferenceService"), only(docs, "ServingRuntime"))
+    limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == 1 and pod["spec"]["containers"][0]["image"] == "torchserve-bundle:gpu"
+    assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    cpu = kustomized(RENDERS["token-on"])
+    assert "nvidia.com/gpu" not in model(cpu)["resources"]["limits"] and "tolerations" not in only(cpu, "InferenceService")["spec"]["predictor"]
+    only(docs, "InferenceService")["spec"]["predictor"]["tolerations"][0]["efect"] = "NoSchedule"
+    assert any("'efect' was unexpected" in problem for problem in validator.problems(docs))
 
 
 def test_the_config_keeps_the_container_config_where_it_can():
