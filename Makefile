@@ -85,9 +85,10 @@ FRONT       ?= $(V2_FRONT)
 serve: $(if $(filter gpu,$(VARIANT)),gpu-present) archive  ## run TorchServe in the foreground, workflows registered once it is up (Ctrl-C stops it; VARIANT=gpu: on GPUs)
 	$(VENV)/bin/ts-bundle-serve --config $(CONFIG) --model-store $(MODEL_STORE) \
 	  --workflow-store $(WF_STORE) --workflows $(WORKFLOWS:%=%.war) --log-format $(LOG_FORMAT) \
-	  $(if $(FRONT),--front $(FRONT)) $(if $(filter gpu,$(VARIANT)),--require-gpu)
+	  $(if $(FRONT),--front $(FRONT))
 
-# VARIANT=gpu without a CUDA GPU is refused before any archive is built (serve.py refuses it again).
+# VARIANT=gpu without a CUDA GPU is refused before any archive is built, in a process of its own:
+# torch (0.5 GB, 2 s to import) stays out of serve.py, which lives as long as the server.
 gpu-present: $(STAMP)
 	@$(PY) -c 'from scripts.serving.serve import check_gpu; check_gpu()'
 

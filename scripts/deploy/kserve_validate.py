@@ -40,7 +40,8 @@ from scripts.deploy.kserve_schemas import load
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.32.0"  # the kubectl installed here; kubernetes-validate ships its schemas
-DEFAULT_TARGETS = (REPO / "deploy" / "kserve", REPO / "deploy" / "kserve" / "token-off", REPO / "deploy" / "kserve" / "gpu")
+KSERVE = REPO / "deploy" / "kserve"
+DEFAULT_TARGETS = (KSERVE, KSERVE / "token-off", KSERVE / "gpu")
 MODEL_MOUNT = "/mnt/models"  # KServe's DefaultModelLocalMountPath
 PVC_VOLUME = "kserve-pvc-source"  # KServe's PvcSourceMountName
 POD_FIELDS = ("tolerations", "nodeSelector", "affinity")  # the predictor's pod-level fields KServe copies into its pod (PodSpec inline)

@@ -88,8 +88,10 @@ def check_java() -> None:
 
 def check_gpu() -> None:
     """GPU archives (make serve VARIANT=gpu) say deviceType gpu and fp16: without a CUDA GPU every
-    worker would fail to load and TorchServe would restart it forever. Refused before it starts."""
-    import torch  # only here: serving itself needs it in the workers, not in this process
+    worker would fail to load and TorchServe would restart it forever. Refused before it starts.
+    make serve VARIANT=gpu calls this in a process of its own before archiving (make's gpu-present);
+    --require-gpu calls it here, for a store of GPU archives served without make."""
+    import torch  # only here: it stays loaded (0.5 GB) in the process that asks
 
     if not torch.cuda.is_available():
         sys.exit("serve: the GPU archives need a CUDA GPU and torch sees none (torch.cuda.is_available() is False: "
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="json: every TorchServe log as JSON lines (time, level, logger, model, request_id, message)")
     parser.add_argument("--front", "--v2-front", type=listen_arg, metavar="HOST:PORT",  # --v2-front: its old name
                         help="also serve the front there: KServe v2 and OpenAI's embeddings (scripts/serving/front.py)")
-    parser.add_argument("--require-gpu", action="store_true", help="refuse to start without a CUDA GPU (make serve VARIANT=gpu)")
+    parser.add_argument("--require-gpu", action="store_true", help="refuse to start without a CUDA GPU (a store of GPU archives)")
     args = parser.parse_args(argv)
     check_java()
     if args.require_gpu:

@@ -198,8 +198,8 @@ def test_the_runtime_serves_v2_from_the_bundle_image_as_its_user(rendered):
 
 
 def test_the_gpu_render_asks_one_gpu_per_pod_and_tolerates_gpu_nodes(validator):
-    """Only the GPU archives' deviceType and the GPU image differ in what the pod runs; the predictor's
-    toleration reaches the pod KServe makes, where the Kubernetes schema checks it."""
+    """The GPU image, one GPU and a toleration the CPU render lacks; the predictor's toleration reaches
+    the pod KServe makes, where the Kubernetes schema checks it."""
     docs = kustomized(RENDERS["gpu"])
     pod = validator.predictor_pod(only(docs, "InferenceService"), only(docs, "ServingRuntime"))
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
