@@ -29,6 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from handlers.errors import ProtocolError, RequestError
+from handlers.payload import compact_json
 
 HEADER_LENGTH = "inference-header-content-length"
 JSON_TYPE = "application/json"
@@ -279,8 +280,7 @@ def encode(request: InferRequest, model_name: str, model_version: str, outputs: 
         else:
             entry["data"] = _to_json(tensor)
         described.append(entry)
-    header = json.dumps({"id": request.id, "model_name": model_name, "model_version": model_version, "outputs": described},
-                        separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    header = compact_json({"id": request.id, "model_name": model_name, "model_version": model_version, "outputs": described})
     return header + b"".join(chunks), (len(header) if chunks else None)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+import orjson
+
 from handlers.errors import UpstreamError, error_statuses
 
 ERROR_KEYS = {"error", "detail"}
@@ -40,8 +42,12 @@ def status_for(code: str) -> int:
     return error_statuses().get(code, 500)
 
 
-def compact_json(body: Any) -> str:
-    """A response as TorchServe should send it: a str goes out as is, where a dict or list would be
-    re-serialised by the worker with json.dumps(indent=2) (an embedding: 384 lines). NaN is refused
-    (ValueError): it is not JSON."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def compact_json(body: Any) -> bytes:
+    """A response as TorchServe should send it: bytes go out as they are, where a dict or list would be
+    re-serialised by the worker with json.dumps(indent=2) (an embedding: 384 lines). orjson writes an
+    embedding in about 10 us where json took 150 (docs/performance.md). NaN and the infinities are
+    refused (ValueError): they are not JSON, and orjson would write them as null."""
+    encoded = orjson.dumps(body)
+    if b"null" in encoded:  # a None, or a non-finite float written as null: json tells them apart
+        json.dumps(body, allow_nan=False)
+    return encoded

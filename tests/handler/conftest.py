@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import ts
 import yaml
@@ -57,9 +58,9 @@ def _serve(handler, context: Context, requests: list[dict]) -> list[Reply]:
     context.metrics.request_ids = context.request_ids
     bodies = handler.handle(requests, context)
     assert isinstance(bodies, list) and len(bodies) == len(requests), "one response per request"
-    assert all(isinstance(body, str) for body in bodies), "JSON text, which TorchServe sends as is"
+    assert all(isinstance(body, bytes) for body in bodies), "JSON bytes, which TorchServe sends as they are"
     parsed = [json.loads(body) for body in bodies]
-    assert bodies == [json.dumps(body, separators=(",", ":"), ensure_ascii=False) for body in parsed], "compact"
+    assert bodies == [orjson.dumps(body) for body in parsed], "compact: no indentation, no spaces"
     return [
         Reply(body, context.get_response_status(idx)[0], context.get_response_content_type(idx))
         for idx, body in enumerate(parsed)

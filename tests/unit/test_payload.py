@@ -54,19 +54,23 @@ def test_status_for_known_codes():
     assert status_for(UndecodableInput.code) == 422
 
 
-@pytest.mark.parametrize("body", [{"tabby": 0.5, "café": 0.25}, [0.1, -0.0, 2], {"error": "x", "detail": "y"}])
+@pytest.mark.parametrize("body", [{"tabby": 0.5, "café": 0.25}, [0.1, -0.0, 2], {"error": "x", "detail": "y"},
+                                  {"param": None, "null": "nullable"}])
 def test_compact_json(body):
-    text = compact_json(body)
-    assert json.loads(text) == body
-    assert text == json.dumps(body, separators=(",", ":"), ensure_ascii=False)  # no indentation, no spaces
-    assert "\n" not in text
+    """The bytes json.dumps would write compactly, UTF-8 encoded (a null, or "null" in a string, included)."""
+    encoded = compact_json(body)
+    assert json.loads(encoded) == body
+    assert encoded.decode() == json.dumps(body, separators=(",", ":"), ensure_ascii=False)  # no indentation, no spaces
+    assert b"\n" not in encoded
 
 
 def test_compact_json_keeps_utf8():
-    assert compact_json({"café": 1}) == '{"café":1}'  # not \\u escapes: TorchServe sends the str as UTF-8
+    assert compact_json({"café": 1}) == '{"café":1}'.encode()  # not \\u escapes: TorchServe sends the bytes as they are
 
 
-def test_compact_json_refuses_nan():
-    """NaN is not JSON: the encoding fails (the base handler answers that request 500)."""
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_compact_json_refuses_what_is_not_json(value):
+    """NaN and the infinities are not JSON (orjson would write null): the encoding fails, and the base
+    handler answers that request 500."""
     with pytest.raises(ValueError):
-        compact_json({"score": math.nan})
+        compact_json({"scores": [0.5, value]})

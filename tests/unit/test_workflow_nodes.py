@@ -40,7 +40,7 @@ def test_assemble_joins_three_inputs_or_reports_the_first_failure_with_status():
             "minilm": b'{"embedding": [0.6, 0.8], "truncated": false}'}
     failed = {**good, "efficientnet_lite0": ERROR_BODY, "caption": ERROR_BODY, "minilm": ERROR_BODY}
     answers = nodes.assemble([good, failed], None)
-    assert all(isinstance(text, str) and ": " not in text for text in answers)  # compact JSON text, sent as is
+    assert all(isinstance(text, bytes) and b": " not in text for text in answers)  # compact JSON, sent as is
     ok, bad = (json.loads(text) for text in answers)
     assert ok == {"labels": {"espresso": 0.9}, "caption": "a photo of an espresso", "embedding": [0.6, 0.8]}
     assert bad == {"error": "undecodable_input", "detail": "not an image", "status": 422}
