@@ -80,8 +80,15 @@ if missing == ["nvgpu"]:  # only TorchServe's GPU series need it: the rest of th
     print("gpu_kit: no nvgpu here: TorchServe exports no GPU series (docs/metrics.md)")
 elif missing:  # before any GPU time is spent on a run that would stop at an import
     sys.exit("gpu_kit: the host cannot import " + ", ".join(missing) + ": add their wheels to the kit (WHEELS)")
-import torch, torchvision, ts
-print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.version.cuda, "torchvision", torchvision.__version__)
+import torch, ts
+from importlib import metadata
+def installed(name):  # a name the host's distribution spells otherwise (onnxruntime-gpu) must not stop the run
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "(no distribution of that name)"
+print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.version.cuda,
+      *(f"{{name}} {{installed(name)}}" for name in ("torchvision", "transformers", "timm", "onnxruntime", "aiohttp", "numpy")))
 print("TorchServe", ts.__version__, "from", os.path.dirname(ts.__file__))
 java = os.path.join(os.environ["JAVA_HOME"], "bin", "java")
 print(java, subprocess.run([java, "-version"], capture_output=True, text=True).stderr.splitlines()[0])
