@@ -7,7 +7,7 @@ the checkout lacks:
 - efficientnet_lite0.mar without model.onnx, which the GPU variant (runtime torch) never reads: 17 MB;
 - minilm.mar without its weights: 90 MB of fp32 do not fit. The run fills the architecture with random
   values of the same shapes, so minilm's served figures are of speed only; the report says so;
-- the wheels the host may lack: orjson (the front), nvgpu (TorchServe's GPU metrics), requests and its
+- the wheels the host may lack: orjson (the front and the handlers), nvgpu (TorchServe's GPU metrics), requests and its
   dependencies (the bench's management calls); each is unpacked there only if the host cannot import it;
 - the photos the agreement gate reads from scikit-image and matplotlib here, which the host need not have.
 
@@ -56,7 +56,7 @@ RANDOM_WEIGHTS = (TEXT,)
 RANDOM_SOURCE = "random values of the real shapes (scripts/measure/gpu_kit.py: the weights do not fit the upload); speed only"
 # The kit's wheels, each named as the module it gives; unpacked on the host only where it cannot import it.
 WHEELS = (
-    "orjson",  # the front (scripts/serving/front.py)
+    "orjson",  # the front (scripts/serving/front.py) and the handlers' answers (handlers/payload.py)
     "nvgpu",  # TorchServe's GPU metrics (docs/metrics.md)
     # the bench's management calls (scripts/client/torchserve.py): a torch/transformers host need not have them
     "requests", "urllib3", "idna", "certifi", "charset_normalizer",
