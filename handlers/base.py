@@ -13,7 +13,7 @@ Lifecycle, as TorchServe drives it:
       collate(items) -> batch              a tensor, or a dict of tensors; moved to the device here
       infer(batch) -> batch output         under inference_mode (and autocast if configured)
       split(output, items) -> results      one per item (default: one output row per item)
-      encode_response(result) -> JSON      per request; sent as compact JSON text (`compact_json`)
+      encode_response(result) -> JSON      per request; sent as compact JSON bytes (`compact_json`)
 
 If the model raises on a batch, the batch is split in half and each half retried, so a poisoned
 item fails alone (500) and an out-of-memory batch shrinks down to single items (507 at one).

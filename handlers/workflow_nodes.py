@@ -38,7 +38,7 @@ def caption(data, context):
 
 def assemble(data, context):
     """Join labels, caption and embedding; a failed request's error, with its status, instead.
-    The workflow's answer, so compact JSON text (a dict would be pretty-printed by TorchServe)."""
+    The workflow's answer, so compact JSON bytes (a dict would be pretty-printed by TorchServe)."""
     if data is None:
         return None
     return [compact_json(_guarded(_assembled, request)) for request in data]

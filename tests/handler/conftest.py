@@ -2,7 +2,7 @@
 
 `make_context` builds ts.context.Context as the model loader does (manifest, model-config.yaml,
 the worker's metrics cache); `serve` fills in one RequestProcessor per request, calls
-handler.handle, checks each body is compact JSON text, and reads back each request's (parsed)
+handler.handle, checks each body is compact JSON bytes, and reads back each request's (parsed)
 body, status and content type.
 """
 
