@@ -45,7 +45,7 @@ def status_for(code: str) -> int:
 def compact_json(body: Any) -> bytes:
     """A response as TorchServe should send it: bytes go out as they are, where a dict or list would be
     re-serialised by the worker with json.dumps(indent=2) (an embedding: 384 lines). orjson writes an
-    embedding in about 10 us where json took 150 (docs/performance.md). NaN and the infinities are
+    embedding in 12 us where json took 145-181 (docs/performance.md). NaN and the infinities are
     refused (ValueError): they are not JSON, and orjson would write them as null."""
     encoded = orjson.dumps(body)
     if b"null" in encoded:  # a None, or a non-finite float written as null: json tells them apart
