@@ -37,6 +37,7 @@ from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Hashable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 OOM_ERRORS = (torch.cuda.OutOfMemoryError, MemoryError)
 K = TypeVar("K", bound=Hashable)
+NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
 _BATCH_REQUEST_IDS: ContextVar[Mapping[int, str] | None] = ContextVar("batch_request_ids", default=None)
 
 
@@ -203,7 +205,9 @@ class BundleHandler(BaseHandler):
         """A valid request to warm up with (None: no warm-up)."""
         return None
 
-    def decode_request(self, request: dict) -> Any:
+    def decode_request(self, request: dict, headers: Mapping[str, Any] = NO_HEADERS) -> Any:
+        """One request's item. `headers`: its HTTP headers, and under the payload's name ("body", or a
+        form field's) the content type the client gave it; none from in-process callers."""
         raise NotImplementedError
 
     def decode_batch(self, items: dict[Any, Any]) -> dict[Any, Any]:
@@ -290,7 +294,7 @@ class BundleHandler(BaseHandler):
                 oip.check_outputs(decoded.v2_request, [o["name"] for o in (self.v2_signature() or {}).get("outputs", [])])
                 decoded.items = self.decode_v2(decoded.v2_request)
             else:
-                decoded.items = [self.decode_request(request)]
+                decoded.items = [self.decode_request(request, headers)]
         except RequestError as err:
             decoded.error = err
         except Exception:  # a bug or an unforeseen input: log it, fail this request only

@@ -6,13 +6,13 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from PIL import Image
 
 from handlers import oip
-from handlers.base import BundleHandler, request_tag, warmup_sizes
+from handlers.base import NO_HEADERS, BundleHandler, request_tag, warmup_sizes
 from handlers.compilation import compile_model
 from handlers.config import ImageSettings
 from handlers.errors import PayloadTooLarge, RequestError
@@ -68,7 +68,7 @@ class ImageClassifier(BundleHandler):
         Image.new("RGB", (2 * self.settings.resize,) * 2, (128, 128, 128)).save(buffer, "JPEG")
         return {"body": bytearray(buffer.getvalue())}
 
-    def decode_request(self, request: dict) -> torch.Tensor | EncodedJpeg:
+    def decode_request(self, request: dict, headers: Mapping[str, Any] = NO_HEADERS) -> torch.Tensor | EncodedJpeg:
         return self.decode_image_bytes(extract_image_bytes(request, self.settings.max_bytes))
 
     def decode_image_bytes(self, raw: bytes) -> torch.Tensor | EncodedJpeg:

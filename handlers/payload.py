@@ -20,6 +20,31 @@ def request_payload(request: Mapping[str, Any]) -> Any:
     return request.get("body") if payload is None else payload
 
 
+def declared_media_type(request: Mapping[str, Any], headers: Mapping[str, Any]) -> str:
+    """The media type the client gave the payload (the `data` form field's, or the body's), lowercased,
+    without parameters; "" when unknown (no headers: in-process callers, tests). TorchServe passes each
+    part's type in the request's headers under the part's name."""
+    part = headers.get("data" if request.get("data") is not None else "body")
+    content_type = part.get("content-type") if isinstance(part, Mapping) else None
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json_media_type(media_type: str) -> bool:
+    """application/json, or a structured +json type (application/vnd.api+json)."""
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def json_type(value: Any) -> str:
+    """A parsed JSON value's type as JSON names it, for messages to clients who never saw Python's names."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
 def upstream_error(payload: Any) -> UpstreamError | None:
     """The error an earlier node answered, if `payload` (a dict, or JSON bytes) is one."""
     if isinstance(payload, (bytes, bytearray)):

@@ -20,7 +20,7 @@ from handlers.errors import (
     UndecodableInput,
     UnsupportedMediaType,
 )
-from handlers.payload import request_payload
+from handlers.payload import json_type, request_payload
 
 SEND_TEXT = (
     'send JSON {"text": "..."}, {"texts": ["...", ...]} or {"text": "...", "labels": ["...", ...]} '
@@ -53,33 +53,38 @@ class TokenizedRequest:
 
 # ---- payload -> TextRequest --------------------------------------------------------------
 def extract_request(
-    request: Mapping[str, Any], max_texts: int, max_chars: int, default_labels: Sequence[str] = ()
+    request: Mapping[str, Any], max_texts: int, max_chars: int, default_labels: Sequence[str] = (),
+    declared_json: bool = False,
 ) -> TextRequest:
-    """Read one TorchServe request dict (`data` or `body`) as a TextRequest, checking every limit."""
+    """Read one TorchServe request dict (`data` or `body`) as a TextRequest, checking every limit;
+    `declared_json`: the client's Content-Type says JSON, so the body must be JSON."""
     payload = request_payload(request)
     if payload is None:
         raise UnsupportedMediaType(f"no text in the request body; {SEND_TEXT}")
     if isinstance(payload, (bytes, bytearray)):
-        payload = parse_raw(payload)
+        payload = parse_raw(payload, declared_json)
     if isinstance(payload, str):
         return TextRequest((checked_text(payload, "text", max_chars),))
     if isinstance(payload, Mapping):
         return from_json(payload, max_texts, max_chars, default_labels)
-    raise InvalidPayload(f"a JSON {type(payload).__name__} is not a request; {SEND_TEXT}")
+    raise InvalidPayload(f"a JSON {json_type(payload)} is not a request; {SEND_TEXT}")
 
 
-def parse_raw(raw: bytes | bytearray) -> str | Any:
-    """Bytes TorchServe did not decode: UTF-8 text, or JSON it could not parse (a body starting with `{`)."""
+def parse_raw(raw: bytes | bytearray, declared_json: bool = False) -> str | Any:
+    """Bytes TorchServe did not decode: UTF-8 text, or JSON. TorchServe parses a body sent as
+    application/json itself, so one that arrives as bytes did not parse there: it is refused with the
+    parser's reason (were it read as text, a malformed `[...` would be embedded and answered 200).
+    Without a JSON Content-Type, a body starting with `{` is read as JSON, anything else as text."""
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UndecodableInput(f"the body is not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not text.lstrip().startswith("{"):
+    if not declared_json and not text.lstrip().startswith("{"):
         return text
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidPayload(f"the body looks like JSON but does not parse ({exc.msg} at char {exc.pos}); {SEND_TEXT}") from None
+        raise InvalidPayload(f"the body does not parse as JSON ({exc.msg} at char {exc.pos}); {SEND_TEXT}") from None
     except RecursionError:  # json's parser recurses per nesting level: a 100000-deep array ends here
         raise InvalidPayload(f"the JSON is nested too deeply to parse; {SEND_TEXT}") from None
 
@@ -124,7 +129,7 @@ def zero_shot_labels(value: Any, max_texts: int, max_chars: int, default_labels:
 
 def checked_list(value: Any, name: str, max_items: int, max_chars: int) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise InvalidPayload(f'"{name}" must be a list of strings, got a JSON {type(value).__name__}')
+        raise InvalidPayload(f'"{name}" must be a list of strings, got a JSON {json_type(value)}')
     if len(value) > max_items:
         raise PayloadTooLarge(f'"{name}" has {len(value)} items; the limit is {max_items} per request')
     return tuple(checked_text(item, f"{name}[{index}]", max_chars) for index, item in enumerate(value))
@@ -132,7 +137,7 @@ def checked_list(value: Any, name: str, max_items: int, max_chars: int) -> tuple
 
 def checked_text(value: Any, name: str, max_chars: int) -> str:
     if not isinstance(value, str):
-        raise InvalidPayload(f'"{name}" must be a string, got a JSON {type(value).__name__}')
+        raise InvalidPayload(f'"{name}" must be a string, got a JSON {json_type(value)}')
     if not value.strip():
         raise EmptyPayload(f'"{name}" is empty')
     if len(value) > max_chars:

@@ -8,13 +8,14 @@ longest text, mean-pooled and L2-normalised (pure, in handlers.text).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from handlers import oip
-from handlers.base import BundleHandler
+from handlers.base import NO_HEADERS, BundleHandler
 from handlers.config import TextSettings
+from handlers.payload import declared_media_type, is_json_media_type
 from handlers.quantization import quantize_int8
 from handlers.text import (
     TextRequest,
@@ -57,9 +58,10 @@ class TextEmbedder(BundleHandler):
     def example_request(self) -> dict:
         return {"body": "A short sentence that warms up the encoder before the first request."}
 
-    def decode_request(self, request: dict) -> TokenizedRequest:
+    def decode_request(self, request: dict, headers: Mapping[str, Any] = NO_HEADERS) -> TokenizedRequest:
         s = self.settings
-        return self.tokenized(extract_request(request, s.max_texts, s.max_chars, s.labels))
+        declared_json = is_json_media_type(declared_media_type(request, headers))
+        return self.tokenized(extract_request(request, s.max_texts, s.max_chars, s.labels, declared_json))
 
     def tokenized(self, asked: TextRequest) -> TokenizedRequest:
         """A checked request's token ids, within the per-request token budget."""

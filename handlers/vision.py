@@ -24,7 +24,7 @@ from handlers.errors import (
     UnsupportedDimensions,
     UnsupportedMediaType,
 )
-from handlers.payload import request_payload
+from handlers.payload import json_type, request_payload
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 SEND_AN_IMAGE = (
@@ -46,7 +46,7 @@ def extract_image_bytes(request: Mapping[str, Any], max_bytes: int) -> bytes:
     elif isinstance(payload, str):
         raw = decode_base64(payload)
     else:
-        raise InvalidPayload(f"unexpected payload of type {type(payload).__name__}; {SEND_AN_IMAGE}")
+        raise InvalidPayload(f"a JSON {json_type(payload)} is not an image request; {SEND_AN_IMAGE}")
     return check_encoded_size(raw, max_bytes, SEND_AN_IMAGE)
 
 

@@ -51,10 +51,11 @@ def _make_context(model_dir: Path, yaml_config: dict | None = None, gpu_id: int 
     )
 
 
-def _serve(handler, context: Context, requests: list[dict]) -> list[Reply]:
-    """One TorchServe batch: fresh per-request processors and ids, then handle()."""
+def _serve(handler, context: Context, requests: list[dict], headers: list[dict] | None = None) -> list[Reply]:
+    """One TorchServe batch: fresh per-request processors (with `headers`, one dict per request, shaped
+    as ts.service builds them) and ids, then handle()."""
     context.request_ids = {idx: str(uuid.uuid4()) for idx in range(len(requests))}
-    context.request_processor = [RequestProcessor({}) for _ in requests]
+    context.request_processor = [RequestProcessor(dict(h)) for h in (headers or [{} for _ in requests])]
     context.metrics.request_ids = context.request_ids
     bodies = handler.handle(requests, context)
     assert isinstance(bodies, list) and len(bodies) == len(requests), "one response per request"

@@ -50,7 +50,7 @@ class VectorHandler(BundleHandler):
     def load_model(self, model_dir):
         return self.probe
 
-    def decode_request(self, request: dict) -> torch.Tensor:
+    def decode_request(self, request: dict, headers=None) -> torch.Tensor:
         values = request["body"]  # a missing body is a KeyError: the unexpected-error path
         if not isinstance(values, list):
             raise InvalidPayload("body must be a list of numbers")

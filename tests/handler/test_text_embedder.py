@@ -157,6 +157,28 @@ def test_bad_items_fail_alone_in_a_batch(fp32, serve):
     assert cosine(replies[0].body["embedding"], replies[7].body["embeddings"][1]) > 1 - 1e-5
 
 
+def test_a_body_declared_json_is_read_as_json_or_refused(fp32, serve):
+    """TorchServe parses an application/json body itself and hands over the bytes when it cannot: such
+    a body is refused with the parser's reason, not embedded as text. Headers as ts.service builds them."""
+    json_body = {"body": {"content-type": "application/json"}, "Content-Type": "application/json"}
+    charset = {"body": {"content-type": "application/json; charset=utf-8"}}
+    octets = {"body": {"content-type": "application/octet-stream"}}
+    requests_and_headers = [
+        ({"body": bytearray(b'["a", "b"')}, json_body),  # malformed: was embedded as the text '["a", "b"'
+        ({"body": bytearray(b"[" * 5000 + b"]" * 5000)}, json_body),  # too deep for TorchServe's json.loads
+        ({"body": bytearray(b'{"text": "' + SHORT.encode() + b'"}')}, charset),  # TorchServe parses only the bare type
+        ({"body": bytearray(b'["a", "b"]')}, charset),
+        ({"body": bytearray(b'["a", "b"')}, octets),  # not declared JSON: a text that starts with "["
+        ({"body": {"text": SHORT}}, json_body),
+    ]
+    replies = serve(*fp32, [r for r, _ in requests_and_headers], [h for _, h in requests_and_headers])
+    assert [reply.status for reply in replies] == [400, 400, 200, 400, 200, 200]
+    assert "does not parse as JSON (Expecting" in replies[0].body["detail"]
+    assert "nested too deeply" in replies[1].body["detail"]
+    assert replies[3].body["detail"].startswith("a JSON array is not a request")
+    assert cosine(replies[2].body["embedding"], replies[5].body["embedding"]) > 1 - 1e-5
+
+
 def test_int8_quantization_keeps_the_embeddings(start, serve, embed):
     """minilm.yaml's int8_keep_fp32 leaves the feed-forward layers of blocks 0-3 in fp32."""
     embedder, context = start(quantize="int8", runtime="torch")

@@ -9,7 +9,15 @@ import math
 import pytest
 
 from handlers.errors import UndecodableInput
-from handlers.payload import compact_json, request_payload, status_for, upstream_error
+from handlers.payload import (
+    compact_json,
+    declared_media_type,
+    is_json_media_type,
+    json_type,
+    request_payload,
+    status_for,
+    upstream_error,
+)
 
 ERROR_BODY = json.dumps({"error": "undecodable_input", "detail": "not an image"}, indent=2).encode()
 
@@ -74,3 +82,29 @@ def test_compact_json_refuses_what_is_not_json(value):
     handler answers that request 500."""
     with pytest.raises(ValueError):
         compact_json({"scores": [0.5, value]})
+
+
+@pytest.mark.parametrize(
+    "request_dict, headers, expected",
+    [
+        ({"body": b"x"}, {"body": {"content-type": "Application/JSON; charset=utf-8"}}, "application/json"),
+        ({"data": b"x", "body": b"y"}, {"data": {"content-type": "text/plain"}, "body": {"content-type": "image/png"}}, "text/plain"),
+        ({"body": b"x"}, {"Content-Type": "application/json"}, ""),  # the request's header, not the part's: not read
+        ({"body": b"x"}, {}, ""),  # in-process callers give none
+        ({"body": b"x"}, {"body": {"content-type": None}}, ""),
+    ],
+)
+def test_declared_media_type_is_the_payload_parts(request_dict, headers, expected):
+    assert declared_media_type(request_dict, headers) == expected
+
+
+@pytest.mark.parametrize("media_type, expected", [("application/json", True), ("application/vnd.api+json", True),
+                                                  ("text/plain", False), ("application/jsonl", False), ("", False)])
+def test_is_json_media_type(media_type, expected):
+    assert is_json_media_type(media_type) is expected
+
+
+@pytest.mark.parametrize("value, name", [(None, "null"), (True, "boolean"), (3, "number"), (2.5, "number"), ("a", "string"),
+                                         ([1], "array"), ({"a": 1}, "object")])
+def test_json_type_uses_json_names(value, name):
+    assert json_type(value) == name

@@ -21,6 +21,7 @@ from handlers.text import (
     length_chunks,
     mean_pool,
     pad_sorted,
+    parse_raw,
     rank_labels,
     text_response,
     tokenize_request,
@@ -72,13 +73,14 @@ def test_empty_labels_ask_for_the_configured_defaults():
         ({"body": ""}, EmptyPayload, "empty"),
         ({"body": " \n\t"}, EmptyPayload, "empty"),
         ({"body": b""}, EmptyPayload, "empty"),
-        ({"body": ["a", "b"]}, InvalidPayload, "JSON list"),
-        ({"body": 42}, InvalidPayload, "JSON int"),
+        ({"body": ["a", "b"]}, InvalidPayload, "a JSON array is not a request"),
+        ({"body": 42}, InvalidPayload, "a JSON number is not a request"),
         ({"body": {}}, InvalidPayload, 'exactly one of "text" and "texts"'),
         ({"body": {"text": "a", "texts": ["b"]}}, InvalidPayload, "exactly one"),
         ({"body": {"txt": "a"}}, InvalidPayload, "unknown key"),
-        ({"body": {"text": 5}}, InvalidPayload, '"text" must be a string, got a JSON int'),
-        ({"body": {"text": None}}, InvalidPayload, "NoneType"),
+        ({"body": {"text": 5}}, InvalidPayload, '"text" must be a string, got a JSON number'),
+        ({"body": {"texts": {"a": 1}}}, InvalidPayload, '"texts" must be a list of strings, got a JSON object'),
+        ({"body": {"text": None}}, InvalidPayload, "got a JSON null"),
         ({"body": {"text": ["a"]}}, InvalidPayload, "must be a string"),
         ({"body": {"text": ""}}, EmptyPayload, '"text" is empty'),
         ({"body": {"texts": "a"}}, InvalidPayload, '"texts" must be a list'),
@@ -111,6 +113,25 @@ def test_json_nested_too_deeply_to_parse_is_a_400():
     deep = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(InvalidPayload, match="nested too deeply"):
         extract({"body": deep})
+
+
+@pytest.mark.parametrize(
+    "body, declared_json, expected",
+    [
+        (b'["a", "b"', False, '["a", "b"'),  # no JSON Content-Type: a text that starts with "["
+        (b'{"text": "a"}', False, {"text": "a"}),  # ... but one that starts with "{" is read as JSON
+        (b'["a", "b"]', True, ["a", "b"]),
+        (b'"a"', True, "a"),
+    ],
+)
+def test_parse_raw_reads_a_declared_json_body_as_json(body, declared_json, expected):
+    assert parse_raw(body, declared_json) == expected
+
+
+@pytest.mark.parametrize("body, message", [(b'["a", "b"', "does not parse as JSON"), (b"[" * 100_000 + b"]" * 100_000, "nested too deeply")])
+def test_a_declared_json_body_that_does_not_parse_is_refused(body, message):
+    with pytest.raises(InvalidPayload, match=message):
+        extract_request({"body": body}, LIMITS["max_texts"], LIMITS["max_chars"], declared_json=True)
 
 
 # ---- tokens ------------------------------------------------------------------------------
