@@ -15,9 +15,11 @@ from handlers import oip
 from handlers.base import NO_HEADERS, BundleHandler, request_tag, warmup_sizes
 from handlers.compilation import compile_model
 from handlers.config import ImageSettings
-from handlers.errors import PayloadTooLarge, RequestError
+from handlers.errors import PayloadTooLarge, RequestError, UndecodableInput
 from handlers.jpeg_batch import EncodedJpeg, batch_decodable, decode_jpegs, resize_and_crop
+from handlers.payload import declared_media_type, is_json_media_type, parse_json, request_payload
 from handlers.vision import (
+    SEND_AN_IMAGE,
     check_encoded_size,
     check_proportions,
     decode_base64,
@@ -41,6 +43,13 @@ pixels: at 1x, 6% of augmented crops changed label (scripts/measure/agreement.py
 def uses_batch_decoder(jpeg_decoder: str, device: torch.device) -> bool:
     """`auto`: the batch decoder (nvjpeg) on a GPU worker; PIL with draft decoding on a CPU one."""
     return jpeg_decoder == "torchvision" or (jpeg_decoder == "auto" and device.type == "cuda")
+
+
+def looks_like_unparsed_json(request: dict, headers: Mapping[str, Any], raw: bytes) -> bool:
+    """A body sent as JSON that TorchServe handed over as bytes (it could not parse it) and that reads
+    as JSON to a person ({ or [ first); image bytes labelled JSON are decoded as an image first."""
+    return (isinstance(request_payload(request), (bytes, bytearray)) and raw.lstrip()[:1] in (b"{", b"[")
+            and is_json_media_type(declared_media_type(request, headers)))
 
 
 class ImageClassifier(BundleHandler):
@@ -69,7 +78,13 @@ class ImageClassifier(BundleHandler):
         return {"body": bytearray(buffer.getvalue())}
 
     def decode_request(self, request: dict, headers: Mapping[str, Any] = NO_HEADERS) -> torch.Tensor | EncodedJpeg:
-        return self.decode_image_bytes(extract_image_bytes(request, self.settings.max_bytes))
+        raw = extract_image_bytes(request, self.settings.max_bytes)
+        try:
+            return self.decode_image_bytes(raw)
+        except UndecodableInput:
+            if looks_like_unparsed_json(request, headers, raw):
+                parse_json(raw, SEND_AN_IMAGE)  # say why it did not parse (400), not "not an image"
+            raise
 
     def decode_image_bytes(self, raw: bytes) -> torch.Tensor | EncodedJpeg:
         """The uint8 crop (decoded here, on the CPU), or a checked JPEG left for decode_batch."""

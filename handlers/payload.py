@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from handlers.errors import UpstreamError, error_statuses
+from handlers.errors import InvalidPayload, UpstreamError, error_statuses
 
 ERROR_KEYS = {"error", "detail"}
 """The keys of RequestError.to_body(); `assemble` adds "status"."""
@@ -32,6 +32,18 @@ def declared_media_type(request: Mapping[str, Any], headers: Mapping[str, Any]) 
 def is_json_media_type(media_type: str) -> bool:
     """application/json, or a structured +json type (application/vnd.api+json)."""
     return media_type == "application/json" or media_type.endswith("+json")
+
+
+def parse_json(text: str | bytes, how_to_send: str) -> Any:
+    """`text` parsed as JSON, or InvalidPayload (400) with the parser's reason and `how_to_send` it."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPayload(f"the body does not parse as JSON ({exc}); {how_to_send}") from None
+    except RecursionError:  # json's parser recurses per nesting level: a 100000-deep array ends here
+        raise InvalidPayload(f"the JSON is nested too deeply to parse; {how_to_send}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload(f"the body is not UTF-8 JSON ({exc.reason} at byte {exc.start}); {how_to_send}") from None
 
 
 def json_type(value: Any) -> str:

@@ -6,7 +6,6 @@ unit-tested without a server or a model.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -20,7 +19,7 @@ from handlers.errors import (
     UndecodableInput,
     UnsupportedMediaType,
 )
-from handlers.payload import json_type, request_payload
+from handlers.payload import json_type, parse_json, request_payload
 
 SEND_TEXT = (
     'send JSON {"text": "..."}, {"texts": ["...", ...]} or {"text": "...", "labels": ["...", ...]} '
@@ -81,12 +80,7 @@ def parse_raw(raw: bytes | bytearray, declared_json: bool = False) -> str | Any:
         raise UndecodableInput(f"the body is not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not declared_json and not text.lstrip().startswith("{"):
         return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidPayload(f"the body does not parse as JSON ({exc.msg} at char {exc.pos}); {SEND_TEXT}") from None
-    except RecursionError:  # json's parser recurses per nesting level: a 100000-deep array ends here
-        raise InvalidPayload(f"the JSON is nested too deeply to parse; {SEND_TEXT}") from None
+    return parse_json(text, SEND_TEXT)
 
 
 def from_json(payload: Mapping[str, Any], max_texts: int, max_chars: int, default_labels: Sequence[str]) -> TextRequest:

@@ -137,6 +137,19 @@ def test_single_bad_request(classifier, classifier_context, serve, request_dict,
     assert reply.body["detail"]
 
 
+def test_a_body_sent_as_json_that_does_not_parse_says_why(classifier, classifier_context, serve, coffee, encode):
+    """TorchServe hands over the bytes of an application/json body it cannot parse: that is a 400 with the
+    parser's reason, not "not an image"; image bytes labelled JSON are still decoded, or refused as images."""
+    declared = {"body": {"content-type": "application/json"}}
+    requests = [{"body": bytearray(b'{"data": "iVBORw0KGgo')}, {"body": bytearray(encode(coffee, "JPEG"))},
+                {"body": bytearray(b"\xff\xd8\xff\xe0 truncated jpeg")}]
+    malformed, jpeg, truncated = serve(classifier, classifier_context, requests, [declared] * 3)
+    assert (malformed.status, malformed.body["error"]) == (400, "invalid_payload")
+    assert malformed.body["detail"].startswith("the body does not parse as JSON (Unterminated string")
+    assert jpeg.status == 200 and next(iter(jpeg.body)) == "espresso"
+    assert (truncated.status, truncated.body["error"]) == (422, "undecodable_input")  # not JSON-like: the image's reason
+
+
 def test_empty_batch(classifier, classifier_context, serve):
     assert serve(classifier, classifier_context, []) == []
 

@@ -166,7 +166,7 @@ def test_a_body_declared_json_is_read_as_json_or_refused(fp32, serve):
     requests_and_headers = [
         ({"body": bytearray(b'["a", "b"')}, json_body),  # malformed: was embedded as the text '["a", "b"'
         ({"body": bytearray(b"[" * 5000 + b"]" * 5000)}, json_body),  # too deep for TorchServe's json.loads
-        ({"body": bytearray(b'{"text": "' + SHORT.encode() + b'"}')}, charset),  # TorchServe parses only the bare type
+        ({"body": bytearray(b'{"text": "' + SHORT.encode() + b'"}')}, charset),  # ts.service parses only the bare type
         ({"body": bytearray(b'["a", "b"]')}, charset),
         ({"body": bytearray(b'["a", "b"')}, octets),  # not declared JSON: a text that starts with "["
         ({"body": {"text": SHORT}}, json_body),

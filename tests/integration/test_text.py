@@ -127,7 +127,7 @@ def test_batched_results_equal_unbatched_and_bad_items_fail_alone(server, batche
         (b'{"text": "broken', JSON, 400, "invalid_payload"),
         (b'["a", "b"', JSON, 400, "invalid_payload"),  # TorchServe cannot parse it: bytes, once embedded as text
         (b"[" * 5000 + b"]" * 5000, JSON, 400, "invalid_payload"),  # too deep for TorchServe's json.loads
-        (b'["a", "b"]', {"Content-Type": "application/json; charset=utf-8"}, 400, "invalid_payload"),  # we parse it
+        (b'["a", "b"]', {"Content-Type": "application/json; charset=utf-8"}, 400, "invalid_payload"),  # no request, whoever parses it
         (b'{"text": "a", "labels": []}', JSON, 400, "empty_payload"),
         (b'{"texts": [' + b", ".join([b'"x"'] * 65) + b"]}", JSON, 413, "payload_too_large"),
         (b'{"text": "' + b"x" * 20_001 + b'"}', JSON, 413, "payload_too_large"),

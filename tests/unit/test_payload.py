@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
-from handlers.errors import UndecodableInput
+from handlers.errors import InvalidPayload, UndecodableInput
 from handlers.payload import (
     compact_json,
     declared_media_type,
     is_json_media_type,
     json_type,
+    parse_json,
     request_payload,
     status_for,
     upstream_error,
@@ -108,3 +110,18 @@ def test_is_json_media_type(media_type, expected):
                                          ([1], "array"), ({"a": 1}, "object")])
 def test_json_type_uses_json_names(value, name):
     assert json_type(value) == name
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [('{"a": ', "does not parse as JSON (Expecting value: line 1 column 7 (char 6))"), ("[" * 100_000, "nested too deeply"),
+     (b"\xff{}", "not UTF-8 JSON")],
+)
+def test_parse_json_refuses_with_the_parsers_reason(text, reason):
+    with pytest.raises(InvalidPayload, match=re.escape(reason)) as caught:
+        parse_json(text, "send JSON")
+    assert caught.value.to_body()["detail"].endswith("; send JSON")
+
+
+def test_parse_json_parses():
+    assert parse_json(b'{"a": [1, null]}', "") == {"a": [1, None]}
