@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from dataclasses import dataclass
 
@@ -116,6 +117,15 @@ def response(request: EmbeddingsRequest, answer: dict) -> dict:
             "data": [{"object": "embedding", "index": i, "embedding": encode(vector)} for i, vector in enumerate(vectors)]}
 
 
+HANDLER_TEXTS = re.compile(r'"texts(\[\d+\])?"')
+"""How the text handler names the texts of the request the front made for it ({"texts": [...]})."""
+
+
+def as_input(detail: str) -> str:
+    """The handler's message in the client's terms: what it calls "texts" the client sent as 'input'."""
+    return HANDLER_TEXTS.sub(lambda match: "'input'" + (match.group(1) or ""), detail)
+
+
 def torchserve_error(status: int, body: bytes) -> OpenAIError:
     """A refusal of TorchServe or of the handler in OpenAI's shape, with its status; TorchServe's
     wrong or missing key (400 InvalidKeyException) is OpenAI's 401."""
@@ -126,7 +136,7 @@ def torchserve_error(status: int, body: bytes) -> OpenAIError:
     if isinstance(data, dict) and data.get("type") == "InvalidKeyException":
         return OpenAIError(401, f"wrong or missing API key: {data.get('message', '')}".strip(), code="invalid_api_key")
     if isinstance(data, dict) and isinstance(data.get("error"), str):  # the handler's {"error": code, "detail": ...}
-        return OpenAIError(status, str(data.get("detail") or data["error"]), param="input", code=data["error"])
+        return OpenAIError(status, as_input(str(data.get("detail") or data["error"])), param="input", code=data["error"])
     if isinstance(data, dict) and "message" in data:  # TorchServe's {"code", "type", "message"}
         busy = busy_message(str(data["message"]))
         if busy:

@@ -116,6 +116,17 @@ def test_torchserves_refusals_keep_their_status_in_openais_shape(status, sent, e
     assert error.body()["error"]["message"]
 
 
+@pytest.mark.parametrize(("detail", "message"), [
+    ('\\"texts\\" has 65 items; the limit is 64 per request', "'input' has 65 items; the limit is 64 per request"),
+    ('\\"texts[3]\\" contains a NUL character (U+0000) at position 1', "'input'[3] contains a NUL character (U+0000) at position 1"),
+    ("a request of 5000 tokens; the limit is 4096", "a request of 5000 tokens; the limit is 4096"),
+])
+def test_the_handlers_refusals_name_the_clients_field(detail, message):
+    """The front sends the client's `input` as the handler's "texts"; its refusals say `input` again."""
+    body = ('{"error": "payload_too_large", "detail": "' + detail + '"}').encode()
+    assert torchserve_error(413, body).body()["error"]["message"] == message
+
+
 def test_a_full_queue_is_said_plainly():
     """TorchServe's words speak of no worker and scaling workers; the queue is what is full."""
     message = torchserve_error(503, QUEUE_FULL).body()["error"]["message"]
