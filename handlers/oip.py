@@ -158,7 +158,9 @@ def _inputs(document: Mapping[str, Any], binary: bytes) -> tuple[Tensor, ...]:
         if size is None:
             data = _json_data(entry, name, datatype, shape)
         else:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ProtocolError(f"input {name!r}: binary_data_size must be a non-negative integer, not {size!r}")
+            if offset + size > len(binary):
                 raise ProtocolError(f"input {name!r}: binary_data_size {size} runs past the {len(binary)} bytes after the JSON header")
             data = _binary_data(binary[offset:offset + size], name, datatype, shape)
             offset += size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -104,6 +105,13 @@ def test_binary_lengths_that_do_not_add_up(mangle, says):
     with pytest.raises(ProtocolError) as caught:
         oip.parse(mangle(body), size)
     assert says in caught.value.detail
+
+
+@pytest.mark.parametrize("size", [-3, "6", 2.5, True])
+def test_a_binary_data_size_that_is_no_size(size):
+    header = json.dumps({"inputs": [{"name": "a", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": size}}]}).encode()
+    with pytest.raises(ProtocolError, match=f"binary_data_size must be a non-negative integer, not {re.escape(repr(size))}"):
+        oip.parse(header + b"abcdef", len(header))
 
 
 def test_a_bytes_element_longer_than_its_data():
