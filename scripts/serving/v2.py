@@ -68,6 +68,11 @@ def infer_target(model: str, version: str | None, query: str = "") -> str:
     return f"{path}?{query}" if query else path
 
 
+WORDLESS = {413: "the request body is over TorchServe's max_request_size"}
+"""What TorchServe means by a status it sends with no body: Netty refuses a body over max_request_size
+before any handler runs, and says nothing."""
+
+
 def torchserve_message(status: int, body: bytes) -> str:
     """What TorchServe said, in one line: its JSON error's type and message, else its text, else the status."""
     text = body.decode("utf-8", errors="replace").strip()
@@ -79,6 +84,8 @@ def torchserve_message(status: int, body: bytes) -> str:
         return f"{data['type']}: {data['message']}" if data.get("type") else str(data["message"])
     if text:
         return text
+    if status in WORDLESS:
+        return WORDLESS[status]
     try:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:

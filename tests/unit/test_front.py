@@ -209,7 +209,7 @@ def test_a_v2_error_of_the_handler_is_relayed_as_it_is():
 
 def test_a_refusal_before_the_body_is_read_still_reaches_the_client():
     status, _, body = call("POST", "/v2/models/minilm/infer", upstream=refusing_upstream(413, b"", "text/plain"), data=b"x" * 3_000_000)
-    assert status == 413 and json.loads(body) == {"error": "413 Request Entity Too Large"}
+    assert status == 413 and json.loads(body) == {"error": "the request body is over TorchServe's max_request_size"}
 
 
 def test_no_torchserve_is_a_502_that_says_where_it_looked():

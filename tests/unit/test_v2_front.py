@@ -42,7 +42,8 @@ def test_infer_target(model, version, query, target):
      "model m cannot take this request now: its job queue is full (job_queue_size), or it has no worker; retry in 1 s"),
     (503, b'{"code": 503, "type": "ServiceUnavailableException", "message": "Model m is not ready"}',
      "ServiceUnavailableException: Model m is not ready"),
-    (413, b"", "413 Request Entity Too Large"),  # Netty's own refusal has no body
+    (413, b"", "the request body is over TorchServe's max_request_size"),  # Netty's own refusal has no body
+    (502, b"", "502 Bad Gateway"),  # any other wordless status: its phrase
     (500, b"Worker died.\n", "Worker died."),
     (599, b"", "599"),
     (422, b'{"code": "undecodable_input", "detail": "not an image"}', '{"code": "undecodable_input", "detail": "not an image"}'),
