@@ -175,9 +175,11 @@ CORPUS: list[BadInput] = [
     BadInput("json-true", as_json(True), INVALID, INVALID),
     BadInput("json-nan", raw(JSON, lambda: b'{"text": NaN}'), INVALID, INVALID),
     BadInput("json-unknown-keys", as_json({"image": "x", "prompt": "y"}), INVALID, INVALID),
-    BadInput("json-malformed", raw(JSON, lambda: b'{"text": '), UNDECODABLE, INVALID),
+    BadInput("json-malformed", raw(JSON, lambda: b'{"text": '), INVALID, INVALID),  # sent as JSON: the parser's reason
+    BadInput("json-array-malformed", raw(JSON, lambda: b'["a", "b"'), INVALID, INVALID),  # was embedded as text (200)
     BadInput("json-nested-500", raw(JSON, lambda: nested(500)), INVALID, INVALID),
-    BadInput("json-nested-100000", raw(JSON, lambda: nested(100_000)), UNDECODABLE, INVALID),
+    BadInput("json-nested-100000", raw(JSON, lambda: nested(100_000)), INVALID, INVALID),
+    BadInput("json-array-nested-5000", raw(JSON, lambda: b"[" * 5000 + b"]" * 5000), INVALID, INVALID),  # was embedded as text
     # text
     BadInput("invalid-utf8", raw("text/plain", lambda: b"caf\xe9 au lait"), UNDECODABLE, UNDECODABLE),
     BadInput("text-with-nul", as_json({"text": "before\x00after"}), INVALID, INVALID),
