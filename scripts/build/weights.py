@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from handlers.architectures import build_module
 from handlers.weights import METADATA_FILE, sha256_file
 from models.registry import DEFAULT_MODEL, ModelSpec, custom_spec, get_spec
-from models.resources import estimate
+from models.resources import estimate, example_batch
 from scripts.build.extra import build_packages
 from scripts.build.onnx_export import export_onnx
 
@@ -62,6 +62,7 @@ def write_export(spec: ModelSpec, module: torch.nn.Module, folder: Path, random_
     tensors = {key: tensor.contiguous() for key, tensor in module.state_dict().items()}
     save_file(tensors, str(folder / WEIGHTS_FILE))
     labels = spec.labels()
+    check_labels_fit(module, input_spec(spec), labels)
     (folder / LABELS_FILE).write_text(json.dumps(labels, indent=0))
     for extra in spec.extra_files():  # e.g. a custom model's source file, which the handler imports
         shutil.copyfile(extra, folder / extra.name)
@@ -69,6 +70,24 @@ def write_export(spec: ModelSpec, module: torch.nn.Module, folder: Path, random_
     if spec.onnx:  # model.onnx, checked against the module on real inputs (raises: nothing is written)
         metadata["onnx"] = export_onnx(spec.onnx, module, spec.settings(), folder)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def check_labels_fit(module: torch.nn.Module, inputs: dict, labels: list[str]) -> None:
+    """One label per class the model outputs (ValueError otherwise). A label file of another length is
+    almost always another model's: served, it would name classes wrongly or by number. Checked on one
+    forward pass of the declared input; a model without labels, or whose output is not one row of
+    scores per image, is not checked."""
+    if not labels or "tensor" not in inputs:
+        return
+    args, kwargs = example_batch(inputs, 1)
+    try:
+        with torch.inference_mode():
+            output = module.eval()(*args, **kwargs)
+    except (RuntimeError, ValueError, TypeError):  # not on its declared input: metadata.json's estimate says so
+        return
+    if isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] != len(labels):
+        raise ValueError(f"the labels name {len(labels)} classes but the model outputs {output.shape[1]}: "
+                         "give one label per output, in the order of the outputs")
 
 
 def random_state_dict(spec: ModelSpec) -> dict[str, torch.Tensor]:

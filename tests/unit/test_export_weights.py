@@ -8,7 +8,7 @@ import urllib.error
 import pytest
 import torch
 
-from scripts.build.weights import main
+from scripts.build.weights import check_labels_fit, main
 
 
 @pytest.fixture
@@ -93,3 +93,35 @@ def test_failed_reexport_keeps_the_previous_export(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["mynet"]  # no staging folder left
 
+
+
+IMAGE_NET = (  # runs on the declared input, a 3x224x224 image: three scores per image
+    "from torch import nn\n\nclass Net(nn.Module):\n"
+    "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(3, 3)\n"
+    "    def forward(self, x):\n        return self.fc(x.mean((2, 3)))\n"
+)
+
+
+@pytest.mark.parametrize("labels, exported", [("cat\ndog\nbird\n", True), ("cat\ndog\n", False), ('["a", "b", "c", "d"]', False)])
+def test_labels_must_name_each_output(tmp_path, capsys, labels, exported):
+    (tmp_path / "net.py").write_text(IMAGE_NET)
+    torch.save({"fc.weight": torch.ones(3, 3), "fc.bias": torch.zeros(3)}, tmp_path / "net.pth")
+    labels_file = tmp_path / ("labels.json" if labels.startswith("[") else "labels.txt")
+    labels_file.write_text(labels)
+    argv = ["mynet", "--module-file", str(tmp_path / "net.py"), "--class-name", "Net", "--state-dict", str(tmp_path / "net.pth"),
+            "--labels", str(labels_file), "--out", str(tmp_path / "out")]
+    assert main(argv) == (0 if exported else 1)
+    if exported:
+        assert json.loads((tmp_path / "out" / "mynet" / "labels.json").read_text()) == ["cat", "dog", "bird"]
+    else:
+        assert "but the model outputs 3: give one label per output" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
+def test_labels_are_not_checked_against_what_is_not_one_row_per_image():
+    image = {"tensor": {"shape": [3, 8, 8]}}
+    check_labels_fit(torch.nn.Identity(), image, ["a"])  # 4-D output: not class scores
+    check_labels_fit(torch.nn.Linear(2, 3), image, ["a"])  # does not run on the declared input
+    check_labels_fit(torch.nn.Flatten(), {"max_tokens": 8}, ["a"])  # a text model's input
+    with pytest.raises(ValueError, match="name 1 classes but the model outputs 192"):
+        check_labels_fit(torch.nn.Flatten(), image, ["a"])
