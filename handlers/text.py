@@ -78,8 +78,8 @@ def parse_raw(raw: bytes | bytearray, declared_json: bool = False) -> str | Any:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UndecodableInput(f"the body is not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not declared_json and not text.lstrip().startswith("{"):
-        return text
+    if not text.strip() or not (declared_json or text.lstrip().startswith("{")):
+        return text  # one text; a blank one is refused as empty, JSON type or not
     return parse_json(text, SEND_TEXT)
 
 

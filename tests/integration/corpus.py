@@ -127,6 +127,7 @@ def b64(data: bytes) -> str:
 CORPUS: list[BadInput] = [
     # nothing, or nothing where the handler looks
     BadInput("empty-body", raw(OCTETS, lambda: b""), EMPTY, EMPTY),
+    BadInput("empty-body-json", raw(JSON, lambda: b""), EMPTY, EMPTY),  # empty, not JSON that does not parse
     BadInput("json-null", raw(JSON, lambda: b"null"), MEDIA, MEDIA),
     BadInput("form-urlencoded", raw("application/x-www-form-urlencoded", lambda: b"hello"), MEDIA, MEDIA),
     BadInput("multipart-wrong-field", lambda: {"files": {"file": ("x.jpg", photo(), "image/jpeg")}}, MEDIA, MEDIA),

@@ -122,10 +122,16 @@ def test_json_nested_too_deeply_to_parse_is_a_400():
         (b'{"text": "a"}', False, {"text": "a"}),  # ... but one that starts with "{" is read as JSON
         (b'["a", "b"]', True, ["a", "b"]),
         (b'"a"', True, "a"),
+        (b" \n", True, " \n"),  # blank: refused as empty by the checks, not as JSON that does not parse
     ],
 )
 def test_parse_raw_reads_a_declared_json_body_as_json(body, declared_json, expected):
     assert parse_raw(body, declared_json) == expected
+
+
+def test_an_empty_body_declared_json_is_empty_not_malformed():
+    with pytest.raises(EmptyPayload):
+        extract_request({"body": b""}, LIMITS["max_texts"], LIMITS["max_chars"], declared_json=True)
 
 
 @pytest.mark.parametrize("body, message", [(b'["a", "b"', "does not parse as JSON"), (b"[" * 100_000 + b"]" * 100_000, "nested too deeply")])
