@@ -34,6 +34,7 @@ from handlers.vision import (
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.json"
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which json.loads(bytes) skips
 V2_IMAGE = "send each image's encoded bytes as one element of the BYTES input `image` (binary, or base64 in JSON)"
 DRAFT_MARGIN = 2
 """Reduce-on-decode stops at twice the resize side, so the resize after it still averages over
@@ -48,7 +49,7 @@ def uses_batch_decoder(jpeg_decoder: str, device: torch.device) -> bool:
 def looks_like_unparsed_json(request: dict, headers: Mapping[str, Any], raw: bytes) -> bool:
     """A body sent as JSON that TorchServe handed over as bytes (it could not parse it) and that reads
     as JSON to a person ({ or [ first); image bytes labelled JSON are decoded as an image first."""
-    return (isinstance(request_payload(request), (bytes, bytearray)) and raw.lstrip()[:1] in (b"{", b"[")
+    return (isinstance(request_payload(request), (bytes, bytearray)) and raw.removeprefix(BOM).lstrip()[:1] in (b"{", b"[")
             and is_json_media_type(declared_media_type(request, headers)))
 
 
@@ -82,9 +83,11 @@ class ImageClassifier(BundleHandler):
         try:
             return self.decode_image_bytes(raw)
         except UndecodableInput:
-            if looks_like_unparsed_json(request, headers, raw):
-                parse_json(raw, SEND_AN_IMAGE)  # say why it did not parse (400), not "not an image"
-            raise
+            if not looks_like_unparsed_json(request, headers, raw):
+                raise
+        # JSON that TorchServe did not parse: why (400), or what it holds (a byte order mark, a +json type)
+        parsed = parse_json(raw, SEND_AN_IMAGE)
+        return self.decode_image_bytes(extract_image_bytes({"body": parsed}, self.settings.max_bytes))
 
     def decode_image_bytes(self, raw: bytes) -> torch.Tensor | EncodedJpeg:
         """The uint8 crop (decoded here, on the CPU), or a checked JPEG left for decode_batch."""

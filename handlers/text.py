@@ -75,7 +75,7 @@ def parse_raw(raw: bytes | bytearray, declared_json: bool = False) -> str | Any:
     parser's reason (were it read as text, a malformed `[...` would be embedded and answered 200).
     Without a JSON Content-Type, a body starting with `{` is read as JSON, anything else as text."""
     try:
-        text = bytes(raw).decode("utf-8")
+        text = bytes(raw).decode("utf-8-sig")  # a byte order mark (PowerShell's files) is not part of the text
     except UnicodeDecodeError as exc:
         raise UndecodableInput(f"the body is not valid UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text.strip() or not (declared_json or text.lstrip().startswith("{")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 
 import pytest
@@ -148,6 +149,19 @@ def test_a_body_sent_as_json_that_does_not_parse_says_why(classifier, classifier
     assert malformed.body["detail"].startswith("the body does not parse as JSON (Unterminated string")
     assert jpeg.status == 200 and next(iter(jpeg.body)) == "espresso"
     assert (truncated.status, truncated.body["error"]) == (422, "undecodable_input")  # not JSON-like: the image's reason
+
+
+def test_json_that_torchserve_did_not_parse_is_read_here(classifier, classifier_context, serve, coffee, encode):
+    """A byte order mark (PowerShell writes one) or a +json type leaves TorchServe's json.loads out:
+    the handler parses the body itself. A JSON array is still no image request."""
+    b64 = base64.b64encode(encode(coffee, "JPEG")).decode()
+    body = json.dumps({"data": b64}).encode()
+    requests = [{"body": bytearray(b"\xef\xbb\xbf" + body)}, {"body": bytearray(body)}, {"body": bytearray(b'["a"]')}]
+    headers = [{"body": {"content-type": "application/json"}}, {"body": {"content-type": "application/vnd.api+json"}},
+               {"body": {"content-type": "application/json"}}]
+    bom, api_json, array = serve(classifier, classifier_context, requests, headers)
+    assert bom.status == api_json.status == 200 and next(iter(bom.body)) == next(iter(api_json.body)) == "espresso"
+    assert (array.status, array.body["detail"][:37]) == (400, "a JSON array is not an image request;")
 
 
 def test_empty_batch(classifier, classifier_context, serve):

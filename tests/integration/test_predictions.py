@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from PIL import Image
@@ -37,6 +38,12 @@ def test_coffee_is_espresso(server, coffee):
 def test_base64_json(server, coffee):
     payload = {"data": base64.b64encode(encode(coffee, "JPEG")).decode()}
     assert top1(server.predict(MODEL, json=payload)) == "espresso"
+
+
+def test_base64_json_with_a_byte_order_mark(server, coffee):
+    """PowerShell writes JSON files with a BOM; TorchServe's json.loads refuses it and the handler reads it."""
+    body = b"\xef\xbb\xbf" + json.dumps({"data": base64.b64encode(encode(coffee, "JPEG")).decode()}).encode()
+    assert top1(server.predict(MODEL, data=body, headers={"Content-Type": "application/json"})) == "espresso"
 
 
 def test_multipart_form_field(server, chelsea):

@@ -33,6 +33,13 @@ def test_similar_sentences_are_close_and_unrelated_ones_are_not(server):
     assert food @ stocks < 0.2
 
 
+def test_json_with_a_byte_order_mark_is_read_as_json(server):
+    """PowerShell writes JSON files with a BOM; TorchServe's json.loads refuses it and the handler reads it."""
+    with_bom = server.predict(MODEL, data=b'\xef\xbb\xbf{"text": "A man is eating food."}', headers=JSON)
+    assert with_bom.status_code == 200, with_bom.text
+    assert torch.tensor(with_bom.json()["embedding"]) @ embed(server, "A man is eating food.") > 1 - 1e-5
+
+
 def test_a_list_of_texts_and_a_plain_text_body(server):
     texts = ["A man is eating food.", "Ünïcödé and 東京 survive the trip."]
     response = server.predict(MODEL, json={"texts": texts})

@@ -122,6 +122,9 @@ def test_json_nested_too_deeply_to_parse_is_a_400():
         (b'{"text": "a"}', False, {"text": "a"}),  # ... but one that starts with "{" is read as JSON
         (b'["a", "b"]', True, ["a", "b"]),
         (b'"a"', True, "a"),
+        (b'\xef\xbb\xbf{"text": "a"}', True, {"text": "a"}),  # a byte order mark, which TorchServe's json.loads refuses
+        (b'\xef\xbb\xbf{"text": "a"}', False, {"text": "a"}),
+        (b"\xef\xbb\xbfplain", False, "plain"),
         (b" \n", True, " \n"),  # blank: refused as empty by the checks, not as JSON that does not parse
     ],
 )
