@@ -17,7 +17,7 @@ from handlers.compilation import compile_model
 from handlers.config import ImageSettings
 from handlers.errors import PayloadTooLarge, RequestError, UndecodableInput
 from handlers.jpeg_batch import EncodedJpeg, batch_decodable, decode_jpegs, resize_and_crop
-from handlers.payload import declared_media_type, is_json_media_type, parse_json, request_payload
+from handlers.payload import declares_json, parse_json, request_payload
 from handlers.vision import (
     SEND_AN_IMAGE,
     check_encoded_size,
@@ -50,7 +50,7 @@ def looks_like_unparsed_json(request: dict, headers: Mapping[str, Any], raw: byt
     """A body sent as JSON that TorchServe handed over as bytes (it could not parse it) and that reads
     as JSON to a person ({ or [ first); image bytes labelled JSON are decoded as an image first."""
     return (isinstance(request_payload(request), (bytes, bytearray)) and raw.removeprefix(BOM).lstrip()[:1] in (b"{", b"[")
-            and is_json_media_type(declared_media_type(request, headers)))
+            and declares_json(request, headers))
 
 
 class ImageClassifier(BundleHandler):

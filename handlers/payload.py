@@ -34,6 +34,11 @@ def is_json_media_type(media_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
+def declares_json(request: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:
+    """Whether the client sent the payload as JSON: TorchServe parsed it then, unless it could not."""
+    return is_json_media_type(declared_media_type(request, headers))
+
+
 def parse_json(text: str | bytes, how_to_send: str) -> Any:
     """`text` parsed as JSON, or InvalidPayload (400) with the parser's reason and `how_to_send` it."""
     try:

@@ -15,7 +15,7 @@ import torch
 from handlers import oip
 from handlers.base import NO_HEADERS, BundleHandler
 from handlers.config import TextSettings
-from handlers.payload import declared_media_type, is_json_media_type
+from handlers.payload import declares_json
 from handlers.quantization import quantize_int8
 from handlers.text import (
     TextRequest,
@@ -60,8 +60,7 @@ class TextEmbedder(BundleHandler):
 
     def decode_request(self, request: dict, headers: Mapping[str, Any] = NO_HEADERS) -> TokenizedRequest:
         s = self.settings
-        declared_json = is_json_media_type(declared_media_type(request, headers))
-        return self.tokenized(extract_request(request, s.max_texts, s.max_chars, s.labels, declared_json))
+        return self.tokenized(extract_request(request, s.max_texts, s.max_chars, s.labels, declares_json(request, headers)))
 
     def tokenized(self, asked: TextRequest) -> TokenizedRequest:
         """A checked request's token ids, within the per-request token budget."""

@@ -13,6 +13,7 @@ from handlers.errors import InvalidPayload, UndecodableInput
 from handlers.payload import (
     compact_json,
     declared_media_type,
+    declares_json,
     is_json_media_type,
     json_type,
     parse_json,
@@ -125,3 +126,9 @@ def test_parse_json_refuses_with_the_parsers_reason(text, reason):
 
 def test_parse_json_parses():
     assert parse_json(b'{"a": [1, null]}', "") == {"a": [1, None]}
+
+
+def test_declares_json_reads_the_payload_parts_type():
+    assert declares_json({"body": b"x"}, {"body": {"content-type": "application/json; charset=utf-8"}})
+    assert not declares_json({"body": b"x"}, {"body": {"content-type": "text/plain"}})
+    assert not declares_json({"body": b"x"}, {})
