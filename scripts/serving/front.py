@@ -46,6 +46,7 @@ from scripts.serving.v2 import (
     PATHS,
     Front,
     V2Error,
+    check_infer_body_type,
     infer_target,
     server_metadata,
     wrapped_error,
@@ -138,6 +139,7 @@ async def model_ready(request: web.Request) -> web.Response:
 async def infer(request: web.Request) -> web.StreamResponse:
     """Stream the request to TorchServe and its answer back; error bodies made v2 ({"error": ...})."""
     front = request.app[FRONT]
+    check_infer_body_type(request.content_type)
     headers = [(name, value) for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP]
     if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         headers = [(name, value) for name, value in headers if name.lower() != "content-length"]  # chunked on to TorchServe

@@ -62,6 +62,17 @@ class V2Error(Exception):
         return {**self.extra, "error": str(self)}
 
 
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
+def check_infer_body_type(media_type: str) -> None:
+    """v2 infer bodies are JSON or the binary tensor extension, never a form: TorchServe would decode
+    every field of one into a parameter for the worker first (Netty 4.1.53, CVE-2024-29025: 19 MiB
+    of fields held a worker 47 s; docs/security.md), so a form is refused before it is relayed."""
+    if media_type.strip().lower() in FORM_TYPES:
+        raise V2Error(415, f"v2 infer takes JSON or the binary tensor extension, not a form ({media_type.strip().lower()})")
+
+
 def infer_target(model: str, version: str | None, query: str = "") -> str:
     """Where TorchServe takes an infer: its v2 route has no version, /predictions/{m}/{v} does."""
     path = f"/predictions/{quote(model, safe='')}/{quote(version, safe='')}" if version else f"/v2/models/{quote(model, safe='')}/infer"

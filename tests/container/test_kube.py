@@ -130,6 +130,34 @@ def test_gateway_refuses_a_body_over_its_limit_with_json(kube_play, path, field)
     assert status == 413 and "20 MB" in body[field], body
 
 
+URLENCODED = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+V2_INFER = ["/v2/models/minilm/infer", "/v2/models/minilm/versions/1.0/infer"]
+
+
+def test_gateway_refuses_form_urlencoded_bodies_at_once(kube_play):
+    """TorchServe would decode every field (docs/security.md): the gateway refuses the body instead,
+    even one a handler would read (a `data` field), before a byte reaches TorchServe."""
+    for body in (b"&".join([b"f=x"] * 100_000), b"data=A+man+is+eating+food."):
+        status, answer, _ = http("POST", f"{GATEWAY}/predictions/minilm", kube_play, body, URLENCODED)
+        assert status == 415 and "form-urlencoded" in answer["message"], answer
+
+
+@pytest.mark.parametrize("path", V2_INFER)
+@pytest.mark.parametrize("content_type", [URLENCODED["Content-Type"], "multipart/form-data; boundary=x"])
+def test_gateway_v2_infer_refuses_forms(kube_play, path, content_type):
+    status, answer, _ = http("POST", GATEWAY + path, kube_play, b"&".join([b"f=x"] * 1000), {"Content-Type": content_type})
+    assert status == 415 and "not a form" in answer["error"], answer
+
+
+def test_gateway_passes_a_multipart_photo(kube_play):
+    boundary = "bundle-test-boundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="data"; filename="cat.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + (REPO / "samples" / "cat.jpg").read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    status, answer, _ = http("POST", f"{GATEWAY}/predictions/efficientnet_lite0", kube_play, body,
+                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200 and next(iter(answer)) in CAT, answer
+
+
 @pytest.fixture(scope="module")
 def burst(kube_play) -> list[int]:
     """64 photos and 64 texts, 16 at a time through the gateway: full batches in every worker."""

@@ -195,6 +195,20 @@ def test_infer_over_max_request_size_is_refused_with_413(front, settled):
 
 
 @pytest.mark.parametrize("version", ["", "1.0"])
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_a_form_is_refused_before_torchserve_decodes_its_fields(front, settled, content_type, version):
+    """TorchServe would make every field a parameter for the worker (docs/security.md: 1M fields held
+    a worker 9 s): the front refuses it, with or without a key, before a byte reaches TorchServe."""
+    fields = b"&".join([b"f=x"] * 1_000_000)
+    requests_before = settled.metrics("minilm").get("ts_inference_requests_total", 0)
+    for key in (settled.keys["inference"], None):
+        response = v2_infer(front, "minilm", key, fields, version, **{"Content-Type": content_type})
+        assert response.status_code == 415, response.text
+        assert error_of(response).startswith("v2 infer takes JSON or the binary tensor extension, not a form")
+    assert settled.metrics("minilm").get("ts_inference_requests_total", 0) == requests_before
+
+
+@pytest.mark.parametrize("version", ["", "1.0"])
 @pytest.mark.parametrize("model", ["efficientnet_lite0", "minilm"])
 def test_json_nested_50000_deep_is_a_v2_400_through_the_front(front, settled, model, version):
     """Once a 500 (issue 21): the handler's v2 parser now refuses it, and the front relays that as is."""

@@ -16,7 +16,7 @@ import pytest
 
 from scripts.serving import readiness
 from scripts.serving.front import parse_listen
-from scripts.serving.v2 import Front, infer_target, model_metadata, v2_block, wrapped_error
+from scripts.serving.v2 import Front, V2Error, check_infer_body_type, infer_target, model_metadata, v2_block, wrapped_error
 
 IMAGE_V2 = {"platform": "onnxruntime_onnx",
             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
@@ -142,3 +142,15 @@ def test_the_first_askers_of_a_model_wait_for_one_describe():
     assert all(answer == answers[0] and answer["platform"] == IMAGE_V2["platform"] for answer in answers)
     front.model_metadata("m", "1.0")
     assert server.describes == 1  # remembered for that version and archive
+
+
+@pytest.mark.parametrize("media_type", ["application/x-www-form-urlencoded", "multipart/form-data", " Multipart/Form-Data "])
+def test_a_form_is_no_v2_infer_body(media_type):
+    with pytest.raises(V2Error) as refused:
+        check_infer_body_type(media_type)
+    assert refused.value.status == 415 and "not a form" in str(refused.value)
+
+
+@pytest.mark.parametrize("media_type", ["application/json", "application/octet-stream", "application/vnd.example+json", ""])
+def test_v2_bodies_pass(media_type):
+    check_infer_body_type(media_type)
