@@ -148,11 +148,20 @@ def run(command: list[str], run_dir: Path, log_dir: Path | None = None, on_start
             pid_file.unlink(missing_ok=True)
     server_stop.clear_stopping(workdir)
     if not stop_requested:
-        return code
+        return exited_unasked(code)
     name, since = stop_requested[0]
     print(f"serve: stopped {time.monotonic() - since:.1f} s after {name}" + ("" if clean_exit else " (leftover workers killed)"),
           flush=True)
     return 0 if clean_exit else 1
+
+
+def exited_unasked(code: int) -> int:
+    """The exit status when TorchServe ended without a signal to this process: a failure, so that a
+    restart policy (Kubernetes, `docker run --restart on-failure`) acts. TorchServe's launcher exits 0
+    even when Java died (an OutOfMemoryError under `vmargs=-XX:+ExitOnOutOfMemoryError`, a crash)."""
+    print(f"serve: TorchServe exited on its own (launcher status {code}); its last lines above and its ts_log.log say why",
+          file=sys.stderr, flush=True)
+    return code or 1
 
 
 def main(argv: list[str] | None = None) -> int:

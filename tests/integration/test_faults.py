@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from scripts.client.torchserve import REPO, TorchServe, poll_until
 from scripts.measure.bench.load_client import load_model
@@ -138,3 +139,25 @@ def test_restart_restores_models_from_the_snapshot(own):
     assert model_state(server) == before
     for version in ("1.0", "2.0"):
         assert server.predict(f"{MODEL}/{version}", data=PHOTO).status_code == 200
+
+
+def test_a_frontend_out_of_heap_ends_the_server_as_a_failure(tmp_path):
+    """The shipped `vmargs=-XX:+ExitOnOutOfMemoryError` (docs/security.md): a Java heap exhausted by
+    one form of a million fields (TorchServe decodes every field before it looks the model up) ends
+    the server with a failure status a restart policy acts on, not a frontend serving on with the
+    threads the error killed. The heap is made small here; in a 4 GiB container it is 1 GiB."""
+    store = tmp_path / "store"
+    store.mkdir()
+    server = TorchServe.start(tmp_path, store, "", until="ping", env={"JAVA_TOOL_OPTIONS": "-Xmx64m"})
+    try:
+        form = b"&".join([b"f=x"] * 1_000_000)
+        with pytest.raises(requests.ConnectionError):
+            requests.post(server.url("inference", "/predictions/any"), data=form, timeout=120,
+                          headers={**server.auth("inference"), "Content-Type": "application/x-www-form-urlencoded"})
+        code = server.process.wait(timeout=60)
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+    console = (tmp_path / "serve.out").read_text(errors="replace")
+    assert "Terminating due to java.lang.OutOfMemoryError" in console, console[-2000:]
+    assert code != 0 and "serve: TorchServe exited on its own" in console, console[-2000:]
