@@ -69,8 +69,9 @@ def check_infer_body_type(media_type: str) -> None:
     """v2 infer bodies are JSON or the binary tensor extension, never a form: TorchServe would decode
     every field of one into a parameter for the worker first (Netty 4.1.53, CVE-2024-29025: 19 MiB
     of fields held a worker 47 s; docs/security.md), so a form is refused before it is relayed."""
-    if media_type.strip().lower() in FORM_TYPES:
-        raise V2Error(415, f"v2 infer takes JSON or the binary tensor extension, not a form ({media_type.strip().lower()})")
+    kind = media_type.strip().lower()
+    if kind in FORM_TYPES:
+        raise V2Error(415, f"v2 infer takes JSON or the binary tensor extension, not a form ({kind})")
 
 
 def infer_target(model: str, version: str | None, query: str = "") -> str:
