@@ -13,9 +13,9 @@ from tests.integration.conftest import encode
 MODEL = "efficientnet_lite0"
 FIELDS = {"time", "level", "logger", "thread", "model", "request_id", "message"}
 # What the console gets outside log4j2 (so not as JSON): serve.py's own status lines (serve:,
-# workflows:, the ready: line), the launchers' prints, the JVM's warnings.
+# workflows:, the ready: line), the launchers' prints (the config's vmargs named at start), the JVM's warnings.
 NOT_LOG4J = ("serve: ", "ready: ", "workflows: ", "Removing orphan pid file", "WARNING: ", "nvidia-smi not available",
-             "Model server started")
+             "Model server started", "Warning: TorchServe is using non-default JVM parameters")
 LOG_FILES = ("access_log.log", "model_log.log", "ts_log.log", "model_metrics.log", "ts_metrics.log")
 
 
