@@ -139,6 +139,19 @@ def test_torchserves_token_still_guards_inference(pod):
     assert status == 400 and "error" in body
 
 
+def test_no_form_reaches_torchserve_through_the_runtime_port(pod):
+    """docs/security.md: the front is the pod's only door, and it refuses a form on v2 infer before
+    TorchServe would decode its fields; TorchServe's own routes are not served there."""
+    name, url, spec = pod
+    fields = b"&".join([b"f=x"] * 100_000)
+    status, body, _ = http("POST", url + "/v2/models/minilm/infer", inference_key(name, spec), fields,
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415 and "not a form" in body["error"], body
+    status, body, _ = http("POST", url + "/predictions/minilm", inference_key(name, spec), fields,
+                           {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 404 and "no such path" in body["error"], body
+
+
 def test_the_runtime_fits_the_inference_services_memory_limit(pod):
     """After the infers above (module order): the limit is the one KServe would set, and was never hit."""
     name, _, _ = pod
