@@ -94,7 +94,6 @@ def test_failed_reexport_keeps_the_previous_export(tmp_path, capsys):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["mynet"]  # no staging folder left
 
 
-
 IMAGE_NET = (  # runs on the declared input, a 3x224x224 image: three scores per image
     "from torch import nn\n\nclass Net(nn.Module):\n"
     "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(3, 3)\n"
